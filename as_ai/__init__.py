@@ -1,0 +1,2 @@
+"""as-ai: open, checkable AI for ankylosing spondylitis (research use only)."""
+__version__ = "0.1.0"
