@@ -4,6 +4,10 @@ A model repository looks the same on disk and on the Hub: ``as_ai.json`` describ
 ``"files"`` entry maps every weight / skops / statistics file to its sha256, checked on load.
 Results carry ``provenance`` ("org/name@<commit sha>" or "<path>@<content hash>") so every
 prediction can say which model produced it.
+
+Hub repos are fetched with ``huggingface_hub`` (so ``HF_ENDPOINT``, ``HF_TOKEN``, ``HF_HUB_CACHE`` and
+``HF_HUB_OFFLINE`` apply as usual), pinned to the commit a tag or branch points at when asked, and
+limited to the files ``as_ai.json`` names. Pickle-based files are never downloaded or loaded.
 """
 from __future__ import annotations
 
@@ -14,15 +18,19 @@ import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
-from .errors import ModelLoadError, SyntheticModelWarning
+from .errors import ModelLoadError, SyntheticModelWarning, UntrustedModelError
 
 CONFIG_NAME = "as_ai.json"
 SUPPORTED_FORMAT_VERSIONS = {1}
 KINDS = ("diagnosis", "triage")
 ENV_VARS = {"diagnosis": "AS_AI_DIAGNOSIS_MODEL", "triage": "AS_AI_TRIAGE_MODEL"}
 DEMO_DIR = Path(__file__).resolve().parent / "demo_models"
+README_NAME = "README.md"
+# Formats that can run code when loaded (pickle and its wrappers): never fetched, never loaded.
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".joblib", ".ckpt", ".tar")
+_SHA_LEN = 40
 
 T = TypeVar("T")
 
@@ -36,6 +44,7 @@ class ResolvedModel:
     revision: str | None
     provenance: str
     config: dict[str, Any] = field(repr=False)
+    requested_revision: str | None = None
 
     @property
     def kind(self) -> str:
@@ -80,18 +89,52 @@ def read_config(folder: Path, *, kind: str, model_id: str, revision: str | None 
     return cfg
 
 
-def verify_files(folder: Path, cfg: dict[str, Any], *, model_id: str, revision: str | None = None) -> None:
-    """Check that every file listed in ``cfg["files"]`` exists inside ``folder`` with its sha256."""
+def is_pickle_based(relpath: str) -> bool:
+    """True for file names whose format is pickle-based (``*.bin``, ``*.pt``, ``*.pkl``, ...)."""
+    return relpath.lower().endswith(PICKLE_SUFFIXES)
+
+
+def listed_files(cfg: dict[str, Any], *, model_id: str, revision: str | None = None) -> dict[str, str]:
+    """Return ``cfg["files"]`` (relative path -> sha256), refusing empty lists and pickle-based files.
+
+    Raises:
+        ModelLoadError: no ``"files"`` mapping of paths to 64-hex sha256 strings.
+        UntrustedModelError: a listed file is pickle-based; such files can run code when loaded.
+    """
     files = cfg.get("files")
     if not isinstance(files, dict) or not files:
         raise ModelLoadError(f"{CONFIG_NAME} of {model_id!r} lists no files with checksums; refusing to load "
                              "unverifiable weights.", model_id=model_id, revision=revision)
-    root = folder.resolve()
+    bad = {k: v for k, v in files.items()
+           if not (isinstance(k, str) and isinstance(v, str) and len(v) == 64
+                   and all(c in "0123456789abcdef" for c in v))}
+    if bad:
+        raise ModelLoadError(f"{CONFIG_NAME} of {model_id!r} must map each file to its lowercase hex sha256; "
+                             f"got {bad!r}.", model_id=model_id, revision=revision)
+    pickles = sorted(k for k in files if is_pickle_based(k))
+    if pickles:
+        raise UntrustedModelError(
+            f"{model_id!r} lists pickle-based files {pickles}; these can execute code when loaded, so as-ai never "
+            "downloads or loads them. Re-save the weights as .safetensors (tensors) or .skops (scikit-learn).",
+            untrusted=pickles, model_id=model_id, revision=revision)
+    return files
+
+
+def verify_files(folder: Path, cfg: dict[str, Any], *, model_id: str, revision: str | None = None) -> None:
+    """Check that every file listed in ``cfg["files"]`` exists inside ``folder`` with its sha256.
+
+    Raises:
+        ModelLoadError: no file list, a path outside the repository, a missing file or a checksum mismatch.
+        UntrustedModelError: a listed file is pickle-based.
+    """
+    files = listed_files(cfg, model_id=model_id, revision=revision)
     for rel, expected in files.items():
-        p = (folder / rel).resolve()
-        if root not in p.parents:
+        # Checked on the name, not the resolved path: the Hub cache links snapshot files to shared blobs.
+        parts = Path(rel).parts
+        if not parts or Path(rel).is_absolute() or ".." in parts or "\\" in rel:
             raise ModelLoadError(f"{model_id!r} lists a file outside the repository: {rel!r}.",
                                  model_id=model_id, revision=revision)
+        p = folder / rel
         if not p.is_file():
             raise ModelLoadError(f"{model_id!r} is missing {rel!r}, listed in {CONFIG_NAME}.",
                                  model_id=model_id, revision=revision)
@@ -112,15 +155,30 @@ def resolve_model(model_id: str | os.PathLike, revision: str | None = None, *, k
     """Resolve ``model_id`` to a verified local folder.
 
     A path that exists is used as is (``revision`` must then be None); anything else of the form
-    ``org/name`` is fetched from the Hub at ``revision`` (see :func:`_snapshot`).
+    ``org/name`` (or ``org/name@revision``) is fetched from the Hub at ``revision`` - a tag, branch or
+    commit sha - and recorded as ``org/name@<commit sha>`` (see :func:`_snapshot`).
 
     Raises:
-        ModelLoadError: not found, wrong kind, unsupported format version, missing file, checksum mismatch.
+        ModelLoadError: not found, wrong kind, unsupported format version, missing file, checksum mismatch,
+            offline and not cached.
+        UntrustedModelError: the repository lists pickle-based files.
+
+    Example::
+
+        >>> r = resolve_model("org/pxr", "v1", kind="diagnosis")      # doctest: +SKIP
+        >>> r.provenance                                                # doctest: +SKIP
+        'org/pxr@5f0c3e...'
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     mid = os.fspath(model_id)
     local = Path(mid).expanduser()
+    if not local.is_dir() and "@" in mid and not mid.startswith(("/", ".", "~")):
+        mid, _, pinned = mid.partition("@")
+        if revision is not None and revision != pinned:
+            raise ModelLoadError(f"{model_id!r} pins revision {pinned!r} but revision={revision!r} was also "
+                                 "given; pass one of them.", model_id=mid, revision=revision)
+        revision = pinned or None
     if local.is_dir():
         if revision is not None:
             raise ModelLoadError(f"revision={revision!r} was given for the local folder {mid!r}; revisions "
@@ -133,9 +191,139 @@ def resolve_model(model_id: str | os.PathLike, revision: str | None = None, *, k
 
 
 def _snapshot(repo_id: str, revision: str | None, *, kind: str) -> ResolvedModel:
-    """Fetch a Hub repo at a pinned revision (implemented in the Hub issue)."""
-    raise ModelLoadError(f"{repo_id!r} is not a local folder, and loading from the Hub is not available yet.",
-                         model_id=repo_id, revision=revision)
+    """Fetch a Hub repo at a pinned revision and verify it.
+
+    First ``as_ai.json`` is fetched at ``revision`` (default ``main``); the snapshot folder it lands in
+    is named by the commit the revision points at, and everything else is fetched at that commit, so a
+    tag or branch moving meanwhile cannot mix two versions. Only ``as_ai.json``, ``README.md``, the
+    files listed in ``as_ai.json["files"]`` and timm ``config.json`` files are downloaded.
+    """
+    from huggingface_hub import constants, hf_hub_download, snapshot_download
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as exc:
+        raise ModelLoadError(
+            f"{repo_id!r} is neither an existing local folder nor a valid Hub repo id ('org/name'). "
+            "Check the path, or pass a Hub id such as 'org/as-ai-pxr'.", model_id=repo_id,
+            revision=revision) from exc
+    asked = revision or "main"
+    try:
+        cfg_path = Path(hf_hub_download(repo_id, CONFIG_NAME, revision=asked))
+    except Exception as exc:
+        raise _hub_error(exc, repo_id, asked, fetching=CONFIG_NAME) from exc
+    sha = cfg_path.parent.name
+    if len(sha) != _SHA_LEN:  # not in the standard cache layout: ask the Hub
+        sha = _commit_of(repo_id, asked)
+    cfg = read_config(cfg_path.parent, kind=kind, model_id=repo_id, revision=asked)
+    files = listed_files(cfg, model_id=repo_id, revision=asked)
+    try:
+        folder = Path(snapshot_download(repo_id, revision=sha, allow_patterns=_needed_patterns(files)))
+    except Exception as exc:
+        raise _hub_error(exc, repo_id, asked, fetching="the files listed in as_ai.json") from exc
+    missing = [rel for rel in files if not (folder / rel).is_file()]
+    if missing and constants.HF_HUB_OFFLINE:
+        raise ModelLoadError(
+            f"HF_HUB_OFFLINE is set and {repo_id}@{sha[:12]} is only partly in the local cache (missing "
+            f"{missing}). Run once with network access to download it, or unset HF_HUB_OFFLINE.",
+            model_id=repo_id, revision=asked)
+    verify_files(folder, cfg, model_id=repo_id, revision=asked)
+    return ResolvedModel(path=folder, model_id=repo_id, revision=sha, provenance=f"{repo_id}@{sha}",
+                         config=cfg, requested_revision=revision)
+
+
+def _glob_escape(relpath: str) -> str:
+    """Escape fnmatch wildcards so a path matches only itself."""
+    return "".join(f"[{c}]" if c in "*?[]" else c for c in relpath)
+
+
+def _needed_patterns(files: Iterable[str]) -> list[str]:
+    """allow_patterns for a snapshot: as_ai.json, the card, the listed files, timm config.json files."""
+    return [CONFIG_NAME, README_NAME, "config.json", "*/config.json", *(_glob_escape(f) for f in files)]
+
+
+def _commit_of(repo_id: str, revision: str) -> str:
+    """The commit sha that ``revision`` points at (an API call; used outside the cache layout)."""
+    from huggingface_hub import HfApi
+
+    try:
+        return HfApi().model_info(repo_id, revision=revision).sha
+    except Exception as exc:
+        raise _hub_error(exc, repo_id, revision, fetching="the revision's commit") from exc
+
+
+def _available_refs(repo_id: str) -> list[str] | None:
+    """Branch and tag names of ``repo_id``, or None when the repo cannot be listed (absent / no access)."""
+    from huggingface_hub import HfApi
+
+    try:
+        refs = HfApi().list_repo_refs(repo_id)
+    except Exception:
+        return None
+    return [r.name for r in refs.branches] + [r.name for r in refs.tags]
+
+
+def _revision_exists(repo_id: str, revision: str, refs: list[str]) -> bool:
+    """Whether ``revision`` names a branch, tag or commit of ``repo_id``."""
+    from huggingface_hub import HfApi
+
+    if revision in refs:
+        return True
+    try:
+        HfApi().model_info(repo_id, revision=revision)
+    except Exception:
+        return False
+    return True
+
+
+def _hub_error(exc: Exception, repo_id: str, revision: str, *, fetching: str) -> ModelLoadError:
+    """Translate a huggingface_hub error into a ModelLoadError that says what to do."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import (
+        EntryNotFoundError, GatedRepoError, HfHubHTTPError, HFValidationError, LocalEntryNotFoundError,
+        OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError)
+
+    endpoint = constants.ENDPOINT
+    where = f"{repo_id}@{revision}"
+    if isinstance(exc, (LocalEntryNotFoundError, OfflineModeIsEnabled)):
+        if constants.HF_HUB_OFFLINE:
+            msg = (f"HF_HUB_OFFLINE is set and {where} is not in the local cache ({constants.HF_HUB_CACHE}). "
+                   "Run once with network access to download it, or unset HF_HUB_OFFLINE.")
+        else:
+            msg = (f"Could not reach {endpoint} to fetch {fetching} of {where}, and it is not in the local "
+                   f"cache ({constants.HF_HUB_CACHE}). Check the network and HF_ENDPOINT, or pre-download it.")
+        return ModelLoadError(msg, model_id=repo_id, revision=revision)
+    if isinstance(exc, GatedRepoError):
+        return ModelLoadError(f"{repo_id!r} on {endpoint} is gated: accept its conditions on the model page and "
+                              "set HF_TOKEN to a token of that account.", model_id=repo_id, revision=revision)
+    if isinstance(exc, (RepositoryNotFoundError, RevisionNotFoundError)):
+        # Some servers (mirrors) answer "repository not found" for an unknown revision or file: ask what exists.
+        refs = _available_refs(repo_id)
+        if refs is None and not isinstance(exc, RevisionNotFoundError):
+            return ModelLoadError(
+                f"Model repository {repo_id!r} was not found on {endpoint}. Check the spelling; for a private "
+                "repository set HF_TOKEN; or pass a local folder instead.", model_id=repo_id, revision=revision)
+        if not _revision_exists(repo_id, revision, refs or []):
+            known = f" Available branches and tags: {sorted(refs)}." if refs else ""
+            return ModelLoadError(
+                f"Revision {revision!r} was not found in {repo_id!r} on {endpoint}.{known} Pass a tag, branch or "
+                "full commit sha that exists.", model_id=repo_id, revision=revision)
+    if isinstance(exc, (EntryNotFoundError, RepositoryNotFoundError)):  # repo and revision exist: the file doesn't
+        return ModelLoadError(
+            f"{where} has no {fetching}: it is not an as-ai model repository (or this revision predates it). "
+            "Point model= at a repository published with train/publish.py.", model_id=repo_id, revision=revision)
+    if isinstance(exc, HFValidationError):
+        return ModelLoadError(f"Invalid Hub repo id or revision {where!r}: {exc}", model_id=repo_id,
+                              revision=revision)
+    if isinstance(exc, HfHubHTTPError):
+        status = getattr(getattr(exc, "response", None), "status_code", "?")
+        return ModelLoadError(f"{endpoint} answered HTTP {status} while fetching {fetching} of {where}: "
+                              f"{str(exc).splitlines()[0]}. Retry later or check HF_ENDPOINT / HF_TOKEN.",
+                              model_id=repo_id, revision=revision)
+    return ModelLoadError(f"Could not fetch {fetching} of {where} from {endpoint}: {type(exc).__name__}: {exc}",
+                          model_id=repo_id, revision=revision)
 
 
 def default_model_id(kind: str) -> str:
