@@ -67,6 +67,8 @@ class Config:
     jobs: int = 1
     repo_out: str | None = None
     real_data: bool = False
+    push_to_hub: str | None = None    # publish the model repo to this Hub repo id after training
+    hub_tag: str | None = None
 
 
 # ------------------------------------------------------------------------------------------- models
@@ -394,15 +396,24 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--jobs", type=int, default=1, help="parallel jobs for the grid searches")
     p.add_argument("--repo-out", help="write the model repository here instead of OUT/model")
     p.add_argument("--real-data", action="store_true", help="the data are real (do not mark the model synthetic)")
+    p.add_argument("--push-to-hub", metavar="ORG/NAME", help="publish the model repo to the Hub (needs HF_TOKEN)")
+    p.add_argument("--hub-tag", metavar="TAG", help="tag the published commit (with --push-to-hub), e.g. v1")
     a = p.parse_args(argv)
+    if a.hub_tag and not a.push_to_hub:
+        p.error("--hub-tag needs --push-to-hub ORG/NAME")
     return Config(out=a.out, data=a.data, synthetic=a.synthetic, seed=a.seed, fast=a.fast, jobs=a.jobs,
-                  repo_out=a.repo_out, real_data=a.real_data)
+                  repo_out=a.repo_out, real_data=a.real_data, push_to_hub=a.push_to_hub, hub_tag=a.hub_tag)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     cfg = parse_args(argv)
-    run(cfg, "python -m train.clinical " + " ".join(shlex.quote(a) for a in argv))
+    result = run(cfg, "python -m train.clinical " + " ".join(shlex.quote(a) for a in argv))
+    if cfg.push_to_hub:
+        from train.publish import publish
+
+        pushed = publish(result["repo"], cfg.push_to_hub, tag=cfg.hub_tag)
+        print(f"published {pushed.repo_id}@{pushed.commit_sha}" + (f" (tag {pushed.tag})" if pushed.tag else ""))
     return 0
 
 
