@@ -1,0 +1,127 @@
+"""Benchmark: diagnose latency (one 2000x2000 16-bit PNG) and batch throughput vs a naive baseline.
+
+    .venv/bin/python -m pytest -q -s -m benchmark tests/benchmarks/bench_diagnose.py
+
+Both sides run in the same process on the same model (the bundled demo ensemble) and the same files:
+
+- naive: what a first script would do -- per image, per member: PIL-decode the PNG, PIL resize (short edge)
+  and centre crop, to tensor, normalise, run that member alone (eager, ``torch.no_grad``, contiguous
+  tensors); then average, calibrate;
+- as-ai model path: ``Diagnoser.predict_proba`` -- decode once (on worker threads, one batch ahead),
+  batched tensor preprocessing shared by the members, one ``Ensemble`` call under ``inference_mode`` with
+  channels-last tensors;
+- as-ai full ``Diagnoser.diagnose_batch`` / ``__call__``: the model path plus the input checks
+  (photo-quality measures on worker threads during the forward pass, input gate when the repo has one)
+  and result objects.
+
+Printed: median seconds per image and speed-ups (naive / as-ai), measured side by side in this run.
+Nothing is asserted about time (shared CI machines); the probabilities of both paths are checked equal.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from as_ai import hub
+from as_ai.diagnosis import Diagnoser
+
+pytestmark = pytest.mark.benchmark
+
+
+def _naive(diagnoser: Diagnoser, path) -> float:
+    """The baseline: every member preprocesses the file itself with PIL and runs alone."""
+    pp = diagnoser.preprocess
+    probs = []
+    for i, name in enumerate(diagnoser.ensemble.names):
+        size = diagnoser.ensemble.input_sizes[name]
+        with Image.open(path) as im:
+            a = np.asarray(im).astype(np.float32) / 65535.0
+        pil = Image.fromarray(a, mode="F")
+        resize = diagnoser._preprocess_by_size[size].resize_short
+        w, h = pil.size
+        scale = resize / min(w, h)
+        pil = pil.resize((max(resize, round(w * scale)), max(resize, round(h * scale))), Image.BILINEAR)
+        w, h = pil.size
+        left, top = (w - size) // 2, (h - size) // 2
+        pil = pil.crop((left, top, left + size, top + size))
+        x = torch.from_numpy(np.asarray(pil, dtype=np.float32).copy())[None].expand(3, -1, -1)
+        x = (x - torch.tensor(pp.mean).view(3, 1, 1)) / torch.tensor(pp.std).view(3, 1, 1)
+        model = diagnoser.ensemble.members[f"m{i}"]
+        with torch.no_grad():
+            probs.append(torch.softmax(model(x[None].contiguous()), 1)[0, 1].item())
+    combined = float(np.dot(diagnoser.ensemble.weights.numpy(), probs))
+    return float(diagnoser.calibration.apply([combined])[0])
+
+
+def _timed(fns: dict, repeat: int) -> dict:
+    """Median seconds of each function, the functions interleaved round-robin (load drift hits all alike)."""
+    for fn in fns.values():
+        fn()  # warm-up
+    times: dict = {k: [] for k in fns}
+    for _ in range(repeat):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def _contiguous(diagnoser: Diagnoser, fn):
+    """Run ``fn`` with the members in the default (contiguous) memory format, as a naive script has them."""
+    def run():
+        diagnoser.ensemble.to(memory_format=torch.contiguous_format)
+        try:
+            return fn()
+        finally:
+            diagnoser.ensemble.to(memory_format=torch.channels_last)
+    return run
+
+
+@pytest.fixture(scope="module")
+def diagnoser() -> Diagnoser:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Diagnoser.from_pretrained(hub.default_model_id("diagnosis"))
+
+
+@pytest.fixture(scope="module")
+def pngs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bench")
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:2000, 0:2000] / 2000.0
+    paths = []
+    for i in range(16):
+        img = 0.3 + 0.4 * np.exp(-((x - 0.5) ** 2 + (y - 0.4 - 0.01 * i) ** 2) / 0.05) + 0.05 * rng.random((2000, 2000))
+        p = folder / f"pxr{i}.png"
+        Image.fromarray((np.clip(img, 0, 1) * 65535).astype(np.uint16)).save(p)
+        paths.append(p)
+    return paths
+
+
+def test_single_image_latency(diagnoser, pngs):
+    path = pngs[0]
+    t = _timed({"naive": _contiguous(diagnoser, lambda: _naive(diagnoser, path)),
+                "model": lambda: diagnoser.predict_proba([path]),
+                "full": lambda: diagnoser(path)}, 9)
+    p_naive = _contiguous(diagnoser, lambda: _naive(diagnoser, path))()
+    assert diagnoser.predict_proba([path])[0] == pytest.approx(p_naive, abs=2e-3)  # same answer
+    print(f"\n[single 2000x2000 16-bit PNG, {len(diagnoser.ensemble.names)} members, torch threads "
+          f"{torch.get_num_threads()}] naive {t['naive'] * 1e3:.0f} ms | as-ai model path {t['model'] * 1e3:.0f} ms "
+          f"({t['naive'] / t['model']:.2f}x) | as-ai diagnose() with input checks {t['full'] * 1e3:.0f} ms "
+          f"({t['naive'] / t['full']:.2f}x)")
+
+
+def test_batch_throughput(diagnoser, pngs):
+    t = _timed({"naive": _contiguous(diagnoser, lambda: [_naive(diagnoser, p) for p in pngs]),
+                "model": lambda: diagnoser.predict_proba(pngs, batch_size=16),
+                "full": lambda: diagnoser.diagnose_batch(pngs, batch_size=16)}, 3)
+    n = len(pngs)
+    print(f"\n[batch of {n} x 2000x2000 16-bit PNG] naive {n / t['naive']:.1f} img/s | as-ai model path "
+          f"{n / t['model']:.1f} img/s ({t['naive'] / t['model']:.2f}x) | as-ai diagnose_batch with input checks "
+          f"{n / t['full']:.1f} img/s ({t['naive'] / t['full']:.2f}x)")

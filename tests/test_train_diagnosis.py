@@ -1,0 +1,177 @@
+"""End-to-end: train/diagnosis.py on a tiny dataset writes a model repo that every loader reads.
+
+One tiny run (24 grey 16-bit PNGs of 80x72 px, two tiny architectures, 2-fold CV, 1 epoch, refit)
+is shared by the tests: as_ai.json contents, Diagnoser.from_pretrained, each member alone through
+timm and through transformers' TimmWrapper, the model card, and resuming from checkpoints.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from as_ai.diagnosis import Diagnoser
+from as_ai.hub import sha256_file
+from train import diagnosis as train_diag
+
+ARCHS = ["mobilenetv3_small_050", "lcnet_050"]
+
+
+def _write_split(folder: Path, n: int, rng: np.random.Generator) -> None:
+    """Images with a bright block for "AS" (learnable), labels and true labels."""
+    folder.mkdir(parents=True)
+    rows = []
+    for i in range(n):
+        y = i % 2
+        img = rng.normal(0.4, 0.05, (80, 72))
+        if y:
+            img[30:50, 20:50] += 0.35
+        name = f"{i:03d}.png"
+        Image.fromarray((np.clip(img, 0, 1) * 65535).astype(np.uint16)).save(folder / name)
+        rows.append({"file_name": name, "label": "AS" if y else "non-AS", "true_label": "AS" if y else "non-AS",
+                     "center": "A"})
+    pd.DataFrame(rows).to_csv(folder / "metadata.csv", index=False)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("train")
+    rng = np.random.default_rng(0)
+    _write_split(root / "data" / "train", 24, rng)
+    _write_split(root / "data" / "external", 12, rng)
+    config = {
+        "name": "tiny", "archs": ARCHS, "folds": 2, "top_k": 2, "epochs": 1, "batch_size": 8, "lr": 0.003,
+        "warmup_epochs": 0.5, "final": "refit", "combine": "auc_weighted", "threads": 1, "augment": "centred",
+        "preprocess": {"resize_short": 72, "crop": 64, "train_resize_short": 72, "train_crop": 64},
+        "eval_splits": ["external"], "phone_augment": 0.5, "phone_fraction": 0.5,
+    }
+    cfg_path = root / "tiny.yaml"
+    cfg_path.write_text(yaml.safe_dump(config))
+    argv = ["--config", str(cfg_path), "--data", str(root / "data"), "--out", str(root / "run")]
+    assert train_diag.main(argv) == 0
+    return {"root": root, "argv": argv, "model": root / "run" / "model", "out": root / "run"}
+
+
+@pytest.fixture(scope="module")
+def diagnoser(run) -> Diagnoser:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Diagnoser.from_pretrained(run["model"])
+
+
+def test_run_writes_a_complete_repository(run):
+    model = run["model"]
+    cfg = json.loads((model / "as_ai.json").read_text())
+    assert cfg["kind"] == "diagnosis" and cfg["combine"] == "auc_weighted"
+    assert sorted(m["name"] for m in cfg["members"]) == sorted(ARCHS)
+    for m in cfg["members"]:
+        assert 0.0 <= m["cv_auc"] <= 1.0
+        assert cfg["files"][f"{m['path']}/model.safetensors"] == sha256_file(model / m["path"] / "model.safetensors")
+    assert sum(m["weight"] for m in cfg["members"]) == pytest.approx(1.0)
+    assert cfg["calibration"]["method"] == "temperature" and 0 < cfg["threshold"] < 1
+    t = cfg["training"]
+    assert t["synthetic"] is True and t["config"]["folds"] == 2 and t["config"]["seed"] == 0
+    assert "train/diagnosis.py" in t["command"] and t["data"]["train_metadata_sha256"]
+    assert "git_commit" in t and t["final_models"] == "refit"
+    folds = cfg["metrics"]["cv"]["architectures"][ARCHS[0]]["folds"]
+    assert len(folds) == 2 and set(folds[0]) >= {"auc", "accuracy", "precision", "recall", "f1", "best_epoch"}
+    ext = cfg["metrics"]["external"]["true"]
+    assert set(ext) >= {"auc", "auc_ci", "precision", "recall", "f1", "ece", "members_auc", "vs_best_member"}
+    assert (run["out"] / "config.yaml").is_file() and (run["out"] / "metrics.json").is_file()
+    assert not any(p.suffix in (".bin", ".pkl") for p in model.rglob("*"))  # checkpoints stay out of the repo
+
+
+def test_repo_loads_and_reproduces_its_reported_external_auc(run, diagnoser):
+    from sklearn.metrics import roc_auc_score
+
+    ext = run["root"] / "data" / "external"
+    meta = pd.read_csv(ext / "metadata.csv")
+    p = diagnoser.predict_proba([ext / f for f in meta["file_name"]])
+    assert p.shape == (12,) and np.all((p >= 0) & (p <= 1))
+    reported = json.loads((run["model"] / "as_ai.json").read_text())["metrics"]["external"]["true"]["auc"]
+    auc = roc_auc_score((meta["true_label"] == "AS").astype(int), p)
+    assert auc == pytest.approx(reported, abs=0.05)  # training evaluated fp32 weights, the repo holds fp16
+
+
+@pytest.mark.parametrize("how", ["timm_overlay", "timm_local_dir", "transformers"])
+def test_each_member_loads_alone(run, diagnoser, how):
+    import timm
+
+    x = torch.randn(2, 3, 64, 64)
+    for i, name in enumerate(diagnoser.ensemble.names):
+        folder = run["model"] / "members" / name
+        mcfg = json.loads((folder / "config.json").read_text())
+        with torch.no_grad():
+            expected = diagnoser.ensemble.members[f"m{i}"](x)
+            if how == "timm_overlay":
+                m = timm.create_model(mcfg["architecture"], pretrained=True, pretrained_cfg_overlay=dict(
+                    file=str(folder / "model.safetensors"), num_classes=mcfg["num_classes"])).eval()
+                got = m(x)
+            elif how == "timm_local_dir":
+                m = timm.create_model(f"local-dir:{folder}", pretrained=True).eval()
+                assert m.pretrained_cfg["input_size"] == (3, 64, 64) or list(m.pretrained_cfg["input_size"]) == [3, 64, 64]
+                got = m(x)
+            else:
+                from transformers import AutoModelForImageClassification
+
+                m = AutoModelForImageClassification.from_pretrained(str(run["model"]), subfolder=f"members/{name}",
+                                                                    dtype=torch.float32).eval()
+                assert m.config.id2label == {0: "non-AS", 1: "AS"}
+                got = m(pixel_values=x).logits
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_model_card_front_matter_and_text(run):
+    card = (run["model"] / "README.md").read_text()
+    front = yaml.safe_load(card.split("---\n")[1])
+    assert front["library_name"] == "timm" and "synthetic-data" in front["tags"]
+    results = front["model-index"][0]["results"]
+    ext_auc = json.loads((run["model"] / "as_ai.json").read_text())["metrics"]["external"]["true"]["auc"]
+    aucs = [m["value"] for r in results for m in r["metrics"] if m["type"] == "roc_auc"]
+    assert any(v == pytest.approx(ext_auc, abs=1e-4) for v in aucs)
+    assert "not for clinical use" in card and "train/diagnosis.py --config" in card
+    assert "Li et al." in card
+
+
+def test_resume_reuses_finished_checkpoints(run, capsys):
+    out2 = run["root"] / "run"  # same folder: every (arch, fold) is finished, nothing is retrained
+    before = {p: sha256_file(p) for p in run["model"].rglob("model.safetensors")}
+    assert train_diag.main(run["argv"] + ["--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert " epoch 1:" not in printed  # no training epoch ran again
+    after = {p: sha256_file(p) for p in (out2 / "model").rglob("model.safetensors")}
+    assert after == before
+    training = json.loads((out2 / "model" / "as_ai.json").read_text())["training"]
+    assert "--resume" not in training["command"] and any("resumed" in n for n in training["notes"])
+
+
+def test_config_errors_are_clear(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("archs: [resnet18]\nfinal: average\n")
+    with pytest.raises(SystemExit, match="final must be 'refit' or 'best_fold'"):
+        train_diag.TrainConfig.load(bad)
+    bad.write_text("archs: [resnet18]\nepoch: 3\n")
+    with pytest.raises(SystemExit, match="unknown config keys \\['epoch'\\]"):
+        train_diag.TrainConfig.load(bad)
+    assert train_diag.parse_arch("b=resnet50d.ra2_in1k") == ("b", "resnet50d.ra2_in1k", "resnet50d")
+
+
+def test_pretrained_weights_offline(monkeypatch):
+    """pretrained: true fails with advice when weights cannot be fetched; auto falls back and says so."""
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
+    cfg = train_diag.TrainConfig(archs=["mobilenetv3_small_050"], pretrained=True)
+    with pytest.raises(SystemExit, match="could not fetch ImageNet weights.*pretrained: auto"):
+        train_diag.create_model("mobilenetv3_small_050", cfg, [])
+    log: list[str] = []
+    cfg.pretrained = "auto"
+    model = train_diag.create_model("mobilenetv3_small_050", cfg, log)
+    assert model.num_classes == 2 and "trained from scratch" in log[0]

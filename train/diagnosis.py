@@ -1,0 +1,721 @@
+#!/usr/bin/env python
+"""Train the diagnosis CNN ensemble the way the reference study did, and write a model repository.
+
+    python train/diagnosis.py --config train/configs/demo.yaml --data data/pxr --out runs/pxr
+    accelerate launch train/diagnosis.py --config train/configs/paper.yaml --data data/pxr --out runs/paper
+
+Reads top to bottom:
+  1. config   typed :class:`TrainConfig` from YAML (``--set key=value`` overrides), saved as OUT/config.yaml
+  2. seed     everything seeded before the split
+  3. data     DATA/train/metadata.csv + image files (the Hugging Face ``imagefolder`` layout); every file is
+              read with ``as_ai.imaging.load_radiograph`` (PNG, JPEG, TIFF or DICOM -- ``datasets``' own
+              imagefolder loader cannot decode DICOM), resized once and kept in memory
+  4. CV       per architecture, stratified k-fold (the same folds for all): train with early stopping
+              on the validation AUC, fold metrics (AUC, accuracy, precision, recall, F1), out-of-fold
+              (OOF) probabilities
+  5. rank     architectures by mean CV AUC, keep the top k
+  6. final    ``final: refit`` retrains each kept architecture on all training images for the median of its
+              best fold epochs (no validation set left, so no early stopping); ``final: best_fold`` keeps
+              its fold model with the best validation AUC (cheaper; saw (k-1)/k of the data)
+  7. ensemble combine OOF probabilities (mean / AUC-weighted), fit the calibration (temperature or Platt)
+              and the decision threshold (Youden) on them -- never on data the models were trained on
+  8. evaluate any extra splits present (e.g. DATA/external, DATA/external_phone) against the reference
+              labels and, when the data engine wrote them, the true labels
+  9. save     OUT/model: members in timm format, as_ai.json, README.md from model_cards/diagnosis.md
+ 10. publish  optional ``--push-to-hub org/name`` (train.publish)
+
+Accelerate style: bf16 autocast on GPU, channels-last, gradient accumulation, cosine schedule with linear
+warm-up, ``save_state`` checkpoints in OUT/checkpoints (``--resume`` continues; never published), tqdm bars,
+optional TensorBoard (``tensorboard: true``). Everything trained on synthetic data is marked so.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import math
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LABELS = ("non-AS", "AS")
+
+
+# ------------------------------------------------------------------------------------------------ 1. config
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; saved with the run and into the model's ``as_ai.json``."""
+
+    name: str = "demo"
+    archs: list[str] = field(default_factory=lambda: ["mobilenetv3_small_050"])  # "[name=]timm_arch[.tag]"
+    pretrained: Any = False              # true: ImageNet weights via timm (fail if offline); "auto": try, else scratch
+    folds: int = 5
+    top_k: int = 5
+    final: str = "refit"                 # "refit" | "best_fold"
+    combine: str = "mean"                # "mean" | "auc_weighted"
+    calibration: str = "temperature"     # "temperature" | "platt" | "none"
+    threshold: Any = "youden"            # "youden" or a number in (0, 1)
+    preprocess: dict[str, Any] = field(default_factory=dict)   # as_ai.imaging.Preprocess fields
+    augment: str = "paper"               # "paper": imaging.train_transform (short edge train_resize_short,
+                                         # random train_crop); "centred": the eval view (short edge resize_short,
+                                         # centre crop) with small random shifts/zoom, rotation and flips
+    epochs: int = 10
+    batch_size: int = 32
+    grad_accum: int = 1
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    drop_rate: float = 0.2
+    label_smoothing: float = 0.0
+    patience: int = 3                    # early stopping: epochs without a better validation AUC
+    phone_augment: float = 0.0           # probability of showing a simulated phone photo of the image instead
+    phone_fraction: float = 1.0          # share of training images that get a (precomputed) phone photo
+    phone_levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
+    workers: int = 1                     # processes for precomputing phone photos
+    label_column: str = "label"          # the reference label used for training (noisy reader on phantoms)
+    true_label_column: str = "true_label"  # ground truth, when the data engine provides it (evaluation only)
+    data_command: str | None = None      # how the dataset was made (recorded in the model card)
+    train_split: str = "train"
+    eval_splits: list[str] = field(default_factory=lambda: ["external", "external_phone"])
+    max_images: int | None = None        # use only the first N training images (quick runs)
+    seed: int = 0
+    mixed_precision: str = "auto"        # "auto" (bf16 on GPU), "no", "bf16", "fp16"
+    threads: int | None = None           # torch CPU threads (None: torch's default)
+    tensorboard: bool = False
+    save_dtype: str = "float16"          # weights in the published repo
+    synthetic: bool = True               # trained on the phantom data engine (says so everywhere)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, overrides: Sequence[str] = ()) -> "TrainConfig":
+        """Read a YAML config; ``overrides`` are ``key=value`` strings (YAML values) applied on top."""
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        for item in overrides:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise SystemExit(f"--set expects key=value, got {item!r}")
+            raw[key.strip()] = yaml.safe_load(value)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise SystemExit(f"unknown config keys {unknown} in {path}; known keys: {sorted(known)}")
+        cfg = cls(**raw)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        from as_ai.ensemble import CALIBRATION_METHODS, COMBINE_RULES
+
+        checks = [
+            (self.final in ("refit", "best_fold"), f"final must be 'refit' or 'best_fold', got {self.final!r}"),
+            (self.augment in ("paper", "centred"), f"augment must be 'paper' or 'centred', got {self.augment!r}"),
+            (self.combine in COMBINE_RULES, f"combine must be one of {COMBINE_RULES}, got {self.combine!r}"),
+            (self.calibration in CALIBRATION_METHODS,
+             f"calibration must be one of {CALIBRATION_METHODS}, got {self.calibration!r}"),
+            (self.pretrained in (True, False, "auto"), f"pretrained must be true, false or auto, got {self.pretrained!r}"),
+            (self.folds >= 2, f"folds must be >= 2, got {self.folds}"),
+            (1 <= self.top_k, f"top_k must be >= 1, got {self.top_k}"),
+            (len(self.archs) >= 1 and len(set(self.archs)) == len(self.archs), f"archs must be distinct, got {self.archs}"),
+            (self.threshold == "youden" or (isinstance(self.threshold, (int, float)) and 0 < self.threshold < 1),
+             f"threshold must be 'youden' or a number in (0, 1), got {self.threshold!r}"),
+            (0.0 <= self.phone_augment <= 1.0, f"phone_augment is a probability, got {self.phone_augment}"),
+            (0.0 < self.phone_fraction <= 1.0, f"phone_fraction must be in (0, 1], got {self.phone_fraction}"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise SystemExit(f"config error: {msg}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------------------------- 3. data
+@dataclass
+class Images:
+    """One split in memory: training-size images (uint8, short edge = train_resize_short), eval crops."""
+
+    files: list[str]
+    meta: pd.DataFrame
+    y: np.ndarray                      # reference labels, 1 = AS
+    train: list[torch.Tensor]          # 1 x H x W uint8, short edge train_resize_short
+    eval: dict[int, torch.Tensor]      # size -> N x 1 x s x s float16 (eval resize + centre crop, before normalise)
+    phone: dict[int, torch.Tensor] | None = None   # image index -> its phone photo (train size, uint8)
+
+
+def read_split(folder: Path, cfg: TrainConfig, pp: Any, sizes: Sequence[int], *, train_size: bool,
+               phone: bool = False, limit: int | None = None, desc: str = "") -> Images:
+    """Read ``folder/metadata.csv`` and its images (through load_radiograph), resized once."""
+    from torchvision.transforms.v2 import functional as F
+    from tqdm.auto import tqdm
+
+    from as_ai.diagnosis import _scaled
+    from as_ai.imaging import load_radiograph
+
+    meta_path = folder / "metadata.csv"
+    if not meta_path.is_file():
+        raise SystemExit(f"{meta_path} not found: --data must hold an imagefolder dataset "
+                         f"({cfg.train_split}/metadata.csv with file_name and {cfg.label_column} columns)")
+    meta = pd.read_csv(meta_path)
+    if limit:
+        meta = meta.iloc[:limit].reset_index(drop=True)
+    for col in ("file_name", cfg.label_column):
+        if col not in meta.columns:
+            raise SystemExit(f"{meta_path} has no {col!r} column (columns: {list(meta.columns)})")
+    y = _binary(meta[cfg.label_column], meta_path)
+    train_imgs = []
+    evals: dict[int, list[torch.Tensor]] = {s: [] for s in sizes}
+    phone_jobs = []
+    chosen = set(np.random.default_rng(cfg.seed).permutation(len(meta))[:int(round(cfg.phone_fraction * len(meta)))])
+    for i, name in enumerate(tqdm(meta["file_name"], desc=desc or folder.name, unit="img", leave=False, disable=None)):
+        rg = load_radiograph(folder / name)
+        t = torch.from_numpy(np.array(rg.pixels))[None]
+        for s in sizes:
+            ps = _scaled(pp, s)
+            e = F.resize(t, [ps.resize_short], interpolation=F.InterpolationMode.BILINEAR, antialias=True)
+            evals[s].append(F.center_crop(e, [s, s]).to(torch.float16))
+        if train_size:
+            train_imgs.append(_train_resized(t, _train_scale(pp, cfg)))
+        if phone and i in chosen:
+            phone_jobs.append((i, np.array(rg.pixels), int(cfg.phone_levels[i % len(cfg.phone_levels)]),
+                               cfg.seed * 100003 + i, _train_scale(pp, cfg).train_resize_short))
+    phone_imgs = dict(_phone_photos(phone_jobs, cfg.workers)) if phone_jobs else None
+    return Images(files=list(meta["file_name"]), meta=meta, y=y, train=train_imgs,
+                  eval={s: torch.stack(v) for s, v in evals.items()}, phone=phone_imgs)
+
+
+def _phone_photo(job: tuple) -> tuple[int, torch.Tensor]:
+    """One simulated smartphone photo of a training image, read back like any input (load_radiograph)."""
+    from types import SimpleNamespace
+
+    from as_ai.imaging import load_radiograph
+    from as_ai.synthetic.phone import photograph
+
+    i, pixels, level, seed, short = job
+    photo = load_radiograph(photograph(pixels, level=level, seed=seed)).pixels
+    return i, _train_resized(torch.from_numpy(np.array(photo))[None], SimpleNamespace(train_resize_short=short))
+
+
+def _phone_photos(jobs: list[tuple], workers: int) -> list[tuple[int, torch.Tensor]]:
+    from tqdm.auto import tqdm
+
+    if workers <= 1:
+        return [_phone_photo(j) for j in tqdm(jobs, desc="phone photos", unit="img", leave=False, disable=None)]
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    with ctx.Pool(workers) as pool:
+        return list(tqdm(pool.imap(_phone_photo, jobs, chunksize=4), total=len(jobs), desc="phone photos",
+                         unit="img", leave=False, disable=None))
+
+
+def _train_scale(pp: Any, cfg: TrainConfig) -> Any:
+    """The short edge training images are cached at: the paper's train size, or the eval size ("centred")."""
+    return dataclasses.replace(pp, train_resize_short=pp.resize_short) if cfg.augment == "centred" else pp
+
+
+def centred_transform(pp: Any) -> Any:
+    """Augment around the eval view: small shifts (4 %), zoom (±8 %), rotation, flips, then the eval crop.
+
+    Input: 1 x H x W float in [0, 1] with short edge ``pp.resize_short`` (cached). Keeps the anatomy where
+    the eval crop expects it, unlike the paper's random 224 crop out of a 512 image.
+    """
+    from torchvision.transforms import v2
+
+    return v2.Compose([
+        v2.RandomAffine(degrees=pp.rotation_degrees, translate=(0.04, 0.04), scale=(0.92, 1.08),
+                        interpolation=v2.InterpolationMode.BILINEAR, fill=0.0),
+        v2.RandomHorizontalFlip(pp.hflip),
+        v2.RandomVerticalFlip(pp.vflip),
+        v2.CenterCrop(pp.crop),
+        _Grey3(),
+        v2.Normalize(mean=list(pp.mean), std=list(pp.std)),
+    ])
+
+
+class _Grey3(torch.nn.Module):
+    """1 x H x W -> 3 x H x W (ImageNet-shaped backbones take three channels)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.expand(3, -1, -1)
+
+
+def _train_resized(t: torch.Tensor, pp: Any) -> torch.Tensor:
+    from torchvision.transforms.v2 import functional as F
+
+    r = F.resize(t, [pp.train_resize_short], interpolation=F.InterpolationMode.BILINEAR, antialias=True)
+    return (r.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def _binary(col: pd.Series, where: Path) -> np.ndarray:
+    values = col.astype(str).str.strip()
+    bad = sorted(set(values) - set(LABELS) - {"0", "1", "True", "False"})
+    if bad:
+        raise SystemExit(f"{where}: labels must be 'AS'/'non-AS' (or 1/0), found {bad[:5]}")
+    return values.isin(["AS", "1", "True"]).to_numpy().astype(np.int64)
+
+
+class TrainSet(torch.utils.data.Dataset):
+    """Training samples: random augmentation (train_transform) of the cached image or its phone photo."""
+
+    def __init__(self, data: Images, idx: np.ndarray, transform: Any, phone_p: float) -> None:
+        self.data, self.idx, self.transform, self.phone_p = data, idx, transform, phone_p
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        j = int(self.idx[i])
+        src = self.data.train[j]
+        if self.data.phone is not None and j in self.data.phone and float(torch.rand(())) < self.phone_p:
+            src = self.data.phone[j]
+        return self.transform(src.float() / 255.0), int(self.data.y[j])
+
+
+class EvalSet(torch.utils.data.Dataset):
+    """Eval samples: the cached centre crops, normalised like ``as_ai.imaging.to_model_input``."""
+
+    def __init__(self, data: Images, idx: np.ndarray, size: int, pp: Any) -> None:
+        self.x, self.idx = data.eval[size], idx
+        self.mean = torch.tensor(pp.mean).view(3, 1, 1)
+        self.std = torch.tensor(pp.std).view(3, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.idx)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return (self.x[int(self.idx[i])].float().expand(3, -1, -1) - self.mean) / self.std
+
+
+# --------------------------------------------------------------------------------------------- 4. training
+def parse_arch(entry: str) -> tuple[str, str, str]:
+    """``"[name=]arch[.pretrained_tag]"`` -> (member name, timm model spec, timm architecture)."""
+    name, _, spec = entry.rpartition("=")
+    spec = spec.strip()
+    return (name.strip() or spec), spec, spec.split(".")[0]
+
+
+def create_model(entry: str, cfg: TrainConfig, log: list[str]) -> torch.nn.Module:
+    """timm model with 2 outputs; ImageNet weights when configured (``auto`` falls back to scratch)."""
+    import timm
+
+    arch, spec, base = entry, parse_arch(entry)[1], parse_arch(entry)[2]
+    failed_before = any(line.startswith(arch + ":") for line in log)  # do not wait for the Hub again
+    if cfg.pretrained and not failed_before:
+        try:
+            return timm.create_model(spec, pretrained=True, num_classes=2, drop_rate=cfg.drop_rate)
+        except Exception as exc:  # offline, Hub unreachable, no weights for this arch
+            if cfg.pretrained != "auto":
+                raise SystemExit(
+                    f"pretrained: true, but timm could not fetch ImageNet weights for {arch!r} "
+                    f"({type(exc).__name__}: {str(exc)[:200]}). Give the machine access to the Hugging Face Hub "
+                    "(or a mirror via HF_ENDPOINT), or set pretrained: auto (fall back to random init, "
+                    "recorded in the model card) or pretrained: false.") from exc
+            log.append(f"{arch}: ImageNet weights unavailable ({type(exc).__name__}); trained from scratch")
+    return timm.create_model(base, pretrained=False, num_classes=2, drop_rate=cfg.drop_rate)
+
+
+def cosine_with_warmup(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up for ``warmup`` steps, then cosine decay to 0 at ``total`` steps."""
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def predict(accelerator: Any, model: torch.nn.Module, loader: Any) -> np.ndarray:
+    """P(AS) for every sample of an eval loader (gathered across processes, in order)."""
+    model.eval()
+    out = []
+    with torch.no_grad(), accelerator.autocast():
+        for x in loader:
+            logits = model(x.contiguous(memory_format=torch.channels_last)).float()
+            out.append(accelerator.gather_for_metrics(torch.softmax(logits, dim=1)[:, 1]).cpu())
+    return torch.cat(out).numpy().astype(np.float64) if out else np.zeros(0)
+
+
+def fit_one(accelerator: Any, arch: str, cfg: TrainConfig, data: Images, train_idx: np.ndarray,
+            val_idx: np.ndarray | None, *, size: int, pp: Any, epochs: int, ckpt: Path, resume: bool,
+            log: list[str], tag: str) -> dict[str, Any]:
+    """Train one model; with ``val_idx``, early-stop on validation AUC and return the best weights."""
+    from sklearn.metrics import roc_auc_score
+    from tqdm.auto import tqdm
+
+    from as_ai.imaging import train_transform
+
+    torch.manual_seed(cfg.seed * 1000 + cfg.archs.index(arch))  # same-arch members still differ
+    model = create_model(arch, cfg, log).to(memory_format=torch.channels_last)
+    if cfg.augment == "centred":
+        transform = centred_transform(dataclasses.replace(pp, crop=size))
+    else:
+        transform = train_transform(dataclasses.replace(pp, train_crop=size))
+    train_loader = torch.utils.data.DataLoader(TrainSet(data, train_idx, transform, cfg.phone_augment),
+                                               batch_size=cfg.batch_size, shuffle=True, drop_last=len(train_idx) > cfg.batch_size)
+    steps_per_epoch = max(1, math.ceil(len(train_loader) / cfg.grad_accum))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = cosine_with_warmup(optimizer, int(cfg.warmup_epochs * steps_per_epoch), epochs * steps_per_epoch)
+    val_loader = None
+    if val_idx is not None:
+        val_loader = torch.utils.data.DataLoader(EvalSet(data, val_idx, size, pp), batch_size=cfg.batch_size * 2)
+    model, optimizer, train_loader, scheduler = accelerator.prepare(model, optimizer, train_loader, scheduler)
+    if val_loader is not None:
+        val_loader = accelerator.prepare(val_loader)
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+
+    state = {"epoch": 0, "best_auc": -1.0, "best_epoch": 0, "history": []}
+    best_weights = None
+    state_file = ckpt / "progress.json"
+    if resume and state_file.is_file():
+        accelerator.load_state(str(ckpt / "last"))
+        state = json.loads(state_file.read_text())
+        if (ckpt / "best.safetensors").is_file():
+            from safetensors.torch import load_file
+            best_weights = load_file(str(ckpt / "best.safetensors"))
+        log.append(f"{tag}: resumed after epoch {state['epoch']}")
+
+    for epoch in range(state["epoch"] + 1, epochs + 1 if not state.get("done") else 0):
+        model.train()
+        t0, seen, total_loss = time.perf_counter(), 0, 0.0
+        bar = tqdm(train_loader, desc=f"{tag} ep {epoch}/{epochs}", leave=False,
+                   disable=None if accelerator.is_local_main_process else True)  # None: off when not a TTY
+        for x, y in bar:
+            with accelerator.accumulate(model):
+                with accelerator.autocast():
+                    loss = loss_fn(model(x.contiguous(memory_format=torch.channels_last)), y)
+                accelerator.backward(loss)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            seen += len(y)
+            total_loss += loss.detach().item() * len(y)
+            bar.set_postfix(loss=f"{total_loss / seen:.3f}")
+        rec = {"epoch": epoch, "loss": total_loss / max(seen, 1), "seconds": time.perf_counter() - t0,
+               "img_per_s": seen * accelerator.num_processes / (time.perf_counter() - t0)}
+        if val_loader is not None:
+            p = predict(accelerator, model, val_loader)
+            rec["val_auc"] = float(roc_auc_score(data.y[val_idx], p))
+            if rec["val_auc"] > state["best_auc"]:
+                state["best_auc"], state["best_epoch"] = rec["val_auc"], epoch
+                best_weights = {k: v.detach().cpu().clone() for k, v in accelerator.unwrap_model(model).state_dict().items()}
+        state["history"].append(rec)
+        state["epoch"] = epoch
+        accelerator.log({f"{tag}/{k}": v for k, v in rec.items() if k != "epoch"}, step=epoch)
+        accelerator.print(f"{tag} epoch {epoch}: " + ", ".join(f"{k}={v:.4g}" for k, v in rec.items() if k != "epoch"))
+        accelerator.save_state(str(ckpt / "last"))
+        if accelerator.is_main_process:
+            if best_weights is not None:
+                from safetensors.torch import save_file
+                save_file({k: v.contiguous() for k, v in best_weights.items()}, str(ckpt / "best.safetensors"))
+            state_file.write_text(json.dumps(state))
+        accelerator.wait_for_everyone()
+        if val_loader is not None and epoch - state["best_epoch"] >= cfg.patience:
+            accelerator.print(f"{tag}: early stop (no better val AUC for {cfg.patience} epochs)")
+            break
+    if accelerator.is_main_process and not state.get("done"):
+        state["done"] = True
+        ckpt.mkdir(parents=True, exist_ok=True)
+        state_file.write_text(json.dumps(state))
+
+    final = accelerator.unwrap_model(model)
+    if best_weights is not None:
+        final.load_state_dict(best_weights)
+    final = copy.deepcopy(final).float().cpu().eval()
+    val_prob = None
+    if val_loader is not None:
+        ev = torch.utils.data.DataLoader(EvalSet(data, val_idx, size, pp), batch_size=cfg.batch_size * 2)
+        val_prob = _predict_plain(final, ev)
+    accelerator.free_memory()
+    return {"model": final, "val_prob": val_prob, "best_epoch": state["best_epoch"] or state["epoch"],
+            "best_auc": state["best_auc"], "history": state["history"]}
+
+
+def _predict_plain(model: torch.nn.Module, loader: Any) -> np.ndarray:
+    model.eval()
+    with torch.inference_mode():
+        return torch.cat([torch.softmax(model(x.contiguous(memory_format=torch.channels_last)).float(), 1)[:, 1]
+                          for x in loader]).numpy().astype(np.float64)
+
+
+def fold_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """AUC, accuracy, precision, recall, F1 (threshold 0.5) of one fold."""
+    from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
+
+    hard = (p >= 0.5).astype(int)
+    return {"auc": float(roc_auc_score(y, p)), "accuracy": float(accuracy_score(y, hard)),
+            "precision": float(precision_score(y, hard, zero_division=0)),
+            "recall": float(recall_score(y, hard, zero_division=0)), "f1": float(f1_score(y, hard, zero_division=0))}
+
+
+# -------------------------------------------------------------------------------------------- 8. evaluate
+def evaluate_split(diagnoser: Any, data: Images, cfg: TrainConfig) -> dict[str, Any]:
+    """Ensemble and member metrics of one split (AUC with DeLong CI, report at the threshold, ECE)."""
+    from as_ai.metrics import auc_ci, binary_report, delong_test
+
+    with torch.inference_mode():
+        xs = {s: _normalise(data.eval[s], diagnoser.preprocess) for s in diagnoser.ensemble.sizes}
+        probs, members = [], []
+        for i in range(0, len(data.y), 64):
+            p, m = diagnoser.predict_tensor({s: x[i:i + 64] for s, x in xs.items()})
+            probs.append(p.double())
+            members.append(m.double())
+    p, m = torch.cat(probs).numpy(), torch.cat(members).numpy()
+    out: dict[str, Any] = {"n": int(len(p)), "n_as_reference": int(data.y.sum())}
+    targets = {"reference": data.y}
+    if cfg.true_label_column in data.meta.columns:
+        targets["true"] = _binary(data.meta[cfg.true_label_column], Path(cfg.true_label_column))
+    for tname, y in targets.items():
+        if len(np.unique(y)) < 2:
+            continue
+        lo, auc, hi = auc_ci(y, p)
+        rep = binary_report(y, p, diagnoser.threshold).to_dict()
+        member_auc = {n: auc_ci(y, m[:, j])[1] for j, n in enumerate(diagnoser.ensemble.names)}
+        best = max(member_auc, key=member_auc.get)
+        dl = delong_test(y, p, m[:, diagnoser.ensemble.names.index(best)]).to_dict()
+        out[tname] = {"auc": auc, "auc_ci": [lo, hi], **{k: rep[k] for k in rep if k != "threshold"},
+                      "members_auc": member_auc, "best_member": best, "vs_best_member": dl}
+    return out
+
+
+def _normalise(x: torch.Tensor, pp: Any) -> torch.Tensor:
+    mean = torch.tensor(pp.mean).view(1, 3, 1, 1)
+    std = torch.tensor(pp.std).view(1, 3, 1, 1)
+    return ((x.float().expand(-1, 3, -1, -1) - mean) / std).contiguous(memory_format=torch.channels_last)
+
+
+# --------------------------------------------------------------------------------------------------- main
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from sklearn.model_selection import StratifiedKFold
+
+    import as_ai
+    from as_ai.diagnosis import Diagnoser
+    from as_ai.ensemble import Calibration, combine_weights, youden_threshold
+    from as_ai.imaging import Preprocess
+
+    # 1. config
+    cfg = TrainConfig.load(args.config, args.set)
+    out = Path(args.out)
+    data_dir = Path(args.data)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    mp = cfg.mixed_precision if cfg.mixed_precision != "auto" else ("bf16" if torch.cuda.is_available() else "no")
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(), mixed_precision=mp, gradient_accumulation_steps=cfg.grad_accum,
+                              log_with="tensorboard" if cfg.tensorboard else None, project_dir=str(out / "logs"))
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
+    if cfg.tensorboard:
+        accelerator.init_trackers(cfg.name, config={k: str(v) for k, v in cfg.to_dict().items()})
+    started = time.time()
+    log: list[str] = []
+
+    # 2. seed
+    set_seed(cfg.seed)
+
+    # 3. data
+    pp = Preprocess.from_dict(cfg.preprocess)
+    size = pp.crop
+    train = read_split(data_dir / cfg.train_split, cfg, pp, [size], train_size=True, phone=cfg.phone_augment > 0,
+                       limit=cfg.max_images, desc="train images")
+    accelerator.print(f"{len(train.y)} training images ({int(train.y.sum())} AS by {cfg.label_column!r}); "
+                      f"archs {cfg.archs}; {cfg.folds}-fold CV; device {accelerator.device}; precision {mp}")
+    folds = list(StratifiedKFold(cfg.folds, shuffle=True, random_state=cfg.seed).split(np.zeros(len(train.y)), train.y))
+
+    # 4. cross-validation per architecture
+    cv: dict[str, dict[str, Any]] = {}
+    train_seconds = 0.0  # summed over epochs, also those of earlier (resumed) runs
+    for arch in cfg.archs:
+        oof = np.full(len(train.y), np.nan)
+        results = []
+        for k, (tr, va) in enumerate(folds):
+            r = fit_one(accelerator, arch, cfg, train, tr, va, size=size, pp=pp, epochs=cfg.epochs,
+                        ckpt=out / "checkpoints" / arch / f"fold{k}", resume=args.resume, log=log, tag=f"{arch} f{k}")
+            oof[va] = r["val_prob"]
+            train_seconds += _seconds(r["history"], len(tr))
+            results.append({**fold_metrics(train.y[va], r["val_prob"]), "best_epoch": r["best_epoch"],
+                            "history": r["history"], "model": r["model"]})
+        aucs = [r["auc"] for r in results]
+        cv[arch] = {"oof": oof, "folds": results, "mean_auc": float(np.mean(aucs)), "std_auc": float(np.std(aucs))}
+        accelerator.print(f"{arch}: CV AUC {np.mean(aucs):.4f} ± {np.std(aucs):.4f}")
+
+    # 5. rank and keep the top k
+    ranked = sorted(cfg.archs, key=lambda a: cv[a]["mean_auc"], reverse=True)
+    kept = ranked[:cfg.top_k]
+    accelerator.print("ranking by mean CV AUC: " + ", ".join(f"{a} {cv[a]['mean_auc']:.4f}" for a in ranked))
+
+    # 6. final models
+    members: dict[str, torch.nn.Module] = {}
+    for arch in kept:
+        if cfg.final == "best_fold":
+            members[arch] = max(cv[arch]["folds"], key=lambda r: r["auc"])["model"]
+        else:
+            epochs = max(1, int(np.median([r["best_epoch"] for r in cv[arch]["folds"]])))
+            r = fit_one(accelerator, arch, cfg, train, np.arange(len(train.y)), None, size=size, pp=pp, epochs=epochs,
+                        ckpt=out / "checkpoints" / arch / "final", resume=args.resume, log=log, tag=f"{arch} final")
+            members[arch] = r["model"]
+            train_seconds += _seconds(r["history"], len(train.y))
+
+    # 7. ensemble: combine OOF -> calibration -> threshold
+    cv_aucs = {a: cv[a]["mean_auc"] for a in kept}
+    weights = dict(zip(kept, combine_weights(cfg.combine, [cv_aucs[a] for a in kept])))
+    oof_ens = np.sum([weights[a] * cv[a]["oof"] for a in kept], axis=0)
+    calibration = Calibration.fit(oof_ens, train.y, method=cfg.calibration)
+    oof_cal = calibration.apply(oof_ens)
+    threshold = youden_threshold(oof_cal, train.y) if cfg.threshold == "youden" else float(cfg.threshold)
+    metrics: dict[str, Any] = {"cv": {
+        "n": int(len(train.y)), "folds": cfg.folds, "label": cfg.label_column,
+        "ensemble_oof": {**fold_metrics(train.y, oof_cal), **_oof_extra(train.y, oof_cal, threshold)},
+        "architectures": {a: {"mean_auc": cv[a]["mean_auc"], "std_auc": cv[a]["std_auc"], "kept": a in kept,
+                              "folds": [{k: v for k, v in r.items() if k not in ("model", "history")}
+                                        for r in cv[a]["folds"]]} for a in ranked}}}
+
+    diagnoser = Diagnoser({parse_arch(a)[0]: members[a] for a in kept},
+                          archs={parse_arch(a)[0]: parse_arch(a)[2] for a in kept}, preprocess=pp, weights={parse_arch(a)[0]: weights[a] for a in kept},
+                          cv_aucs={parse_arch(a)[0]: cv_aucs[a] for a in kept}, combine=cfg.combine, calibration=calibration, threshold=threshold)
+
+    # 8. evaluate extra splits (external centres, phone photos) when present
+    for split in cfg.eval_splits:
+        if (data_dir / split / "metadata.csv").is_file():
+            ev = read_split(data_dir / split, cfg, pp, diagnoser.ensemble.sizes, train_size=False, desc=split)
+            metrics[split] = evaluate_split(diagnoser, ev, cfg)
+            accelerator.print(f"{split}: " + json.dumps({t: {k: metrics[split][t][k] for k in ("auc", "ece")}
+                                                         for t in ("reference", "true") if t in metrics[split]}))
+    if "external" in metrics and "external_phone" in metrics:
+        metrics["phone_auc_drop"] = {t: metrics["external"][t]["auc"] - metrics["external_phone"][t]["auc"]
+                                     for t in ("reference", "true") if t in metrics["external"] and t in metrics["external_phone"]}
+
+    # 9. save the model repository
+    training = {
+        "synthetic": bool(cfg.synthetic), "config": cfg.to_dict(), "config_file": str(args.config),
+        "command": _command(argv if argv is not None else sys.argv[1:]), "data_command": cfg.data_command,
+        "data": _data_provenance(data_dir, cfg), "git_commit": _git_commit(), "as_ai_version": as_ai.__version__,
+        "torch": torch.__version__, "timm": _version("timm"), "device": str(accelerator.device),
+        "num_processes": accelerator.num_processes, "mixed_precision": mp,
+        "pretrained": {parse_arch(a)[0]: (f"imagenet ({parse_arch(a)[1]})" if cfg.pretrained
+                                          and not any(l.startswith(a + ":") for l in log) else "scratch") for a in kept},
+        "final_models": cfg.final, "notes": log, "minutes": round((time.time() - started) / 60, 1),
+        "training_minutes": round(train_seconds / 60, 1),  # across resumed runs
+        "throughput_img_per_s": {a: float(np.mean([h["img_per_s"] for r in cv[a]["folds"] for h in r["history"]]))
+                                 for a in cfg.archs},
+    }
+    diagnoser.config = {"metrics": metrics, "training": training}
+    if accelerator.is_main_process:
+        dtype = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}[cfg.save_dtype]
+        model_dir = out / "model"
+        diagnoser.save_pretrained(model_dir, dtype=dtype)  # writes as_ai.json first (the card reads it)
+        card = render_card(json.loads((model_dir / "as_ai.json").read_text()))
+        (model_dir / "README.md").write_text(card, encoding="utf-8")
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+        accelerator.print(f"model written to {model_dir} ({_size_mb(model_dir):.1f} MB) in "
+                          f"{training['minutes']} min")
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+
+    # 10. publish
+    if args.push_to_hub and accelerator.is_main_process:
+        try:
+            sys.path.insert(0, str(REPO_ROOT))
+            from train.publish import publish
+        except ImportError as exc:
+            raise SystemExit(f"--push-to-hub needs train/publish.py ({exc})") from exc
+        publish(out / "model", args.push_to_hub, tag=args.tag)
+    return 0
+
+
+def _seconds(history: list[dict[str, Any]], n_images: int) -> float:
+    """Seconds spent in training epochs (older checkpoints recorded only images/s)."""
+    return float(sum(h.get("seconds") or n_images / max(h["img_per_s"], 1e-9) for h in history))
+
+
+def _command(argv: Sequence[str]) -> str:
+    """The training command as typed, without --resume (resuming does not change the result)."""
+    return " ".join(shlex.quote(a) for a in ["python", "train/diagnosis.py", *argv] if a != "--resume")
+
+
+def _oof_extra(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, Any]:
+    from as_ai.metrics import binary_report
+
+    rep = binary_report(y, p, threshold).to_dict()
+    return {"ece": rep["ece"], "at_threshold": {k: rep[k] for k in ("accuracy", "precision", "recall", "specificity", "f1")}}
+
+
+def render_card(config: dict[str, Any]) -> str:
+    """The model card from ``model_cards/diagnosis.md`` (Jinja2) and the repo's ``as_ai.json``."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(REPO_ROOT / "model_cards")),
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                             keep_trailing_newline=True)
+    env.filters["f3"] = lambda v: "n/a" if v is None else f"{float(v):.3f}"
+    env.filters["num"] = lambda v: "null" if v is None else f"{float(v):.4f}"
+    return env.get_template("diagnosis.md").render(cfg=config, m=config.get("metrics", {}),
+                                                   t=config.get("training", {}))
+
+
+def _data_provenance(data_dir: Path, cfg: TrainConfig) -> dict[str, Any]:
+    from as_ai.hub import sha256_file
+
+    prov: dict[str, Any] = {"dir": str(data_dir), "train_split": cfg.train_split,
+                            "label_column": cfg.label_column, "max_images": cfg.max_images}
+    meta = data_dir / cfg.train_split / "metadata.csv"
+    prov["train_metadata_sha256"] = sha256_file(meta)
+    for name in ("dataset.json", "synth.json", "manifest.json", "dataset_info.json"):
+        for p in (data_dir / name, data_dir / cfg.train_split / name):
+            if p.is_file():
+                try:
+                    prov["manifest"] = json.loads(p.read_text(encoding="utf-8"))
+                except ValueError:
+                    pass
+    return prov
+
+
+def _git_commit() -> str | None:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return (sha + ("-dirty" if dirty else "")) or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _version(mod: str) -> str | None:
+    try:
+        return __import__(mod).__version__
+    except ImportError:
+        return None
+
+
+def _size_mb(folder: Path) -> float:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) / 1e6
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Train the as-ai diagnosis CNN ensemble (k-fold CV, top-k ensemble, "
+                                "calibration, model repo).")
+    p.add_argument("--config", required=True, help="YAML config (train/configs/demo.yaml, paper.yaml)")
+    p.add_argument("--data", required=True, help="dataset root holding train/metadata.csv (+ external/, ...)")
+    p.add_argument("--out", required=True, help="run folder: config.yaml, checkpoints/, metrics.json, model/")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints")
+    p.add_argument("--push-to-hub", metavar="ORG/NAME", help="publish OUT/model with train.publish")
+    p.add_argument("--tag", help="tag for --push-to-hub")
+    return p
+
+
+if __name__ == "__main__":
+    sys.exit(main())
