@@ -1,0 +1,479 @@
+#!/usr/bin/env python
+"""The study's external evaluation of a diagnosis ensemble: a report folder that reads like a results section.
+
+    python -m train.evaluate --model runs/pxr/model --data data/pxr --out runs/pxr/report [--truth true|reference]
+
+Reads top to bottom:
+  1. data      the clean external split (``DATA/external`` or ``DATA`` itself when it holds a metadata.csv) and,
+               when present, its phone-photo twin (``DATA/external_phone`` / ``<split>_phone``)
+  2. score     every image through ``Diagnoser.diagnose_batch`` (batched, progress bar); ensemble and member
+               probabilities are cached in ``OUT/predictions.csv`` and reused for the same model (resumable)
+  3. measure   :func:`study_metrics` on the predictions: overall and per centre (AUC with DeLong CI, threshold
+               metrics, ECE), ensemble vs each member (paired DeLong), phone photos vs their clean images
+               (AUC drop, paired DeLong), the reader study (each simulated expert alone, expert + model with the
+               OR rule, Cohen's kappa between readers, vs the reference reader and vs the truth)
+  4. write     ``metrics.json``, ``report.md`` (train/_report.py) and PNG figures (train/_figures.py)
+
+Truth: ``--truth true`` (default) scores against the labels of the true grades (``true_label``, known only for
+phantoms); ``--truth reference`` against the reference reader's label (``label``), the only truth a real
+study has. The other one is always reported alongside.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from as_ai.metrics import auc_ci, binary_report, cohen_kappa, delong_test
+
+TRUTHS = {"true": "true_label", "reference": "label"}
+PREDICTIONS = "predictions.csv"
+MEMBER = "member:"          # predictions.csv column prefix of a member's own P(AS)
+READER = "reader:"          # predictions.csv column prefix of a simulated reader's call (1 = AS)
+GRADE_COLUMNS = ("grade_left", "grade_right", "reader_grade_left", "reader_grade_right")
+_SCORE_COLUMNS = ("prob", "label", "in_distribution")
+
+__all__ = ["Evaluation", "evaluate", "find_splits", "study_metrics", "targets", "main", "TRUTHS"]
+
+
+# ------------------------------------------------------------------------------------------------ result
+@dataclass(frozen=True)
+class Evaluation:
+    """Where the evaluation wrote its outputs, and its metrics (the content of ``metrics.json``)."""
+
+    out: Path
+    metrics: dict[str, Any]
+    report: Path
+    predictions: Path
+    figures: tuple[Path, ...]
+    rescored: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        return {"out": str(self.out), "report": str(self.report), "predictions": str(self.predictions),
+                "figures": [str(f) for f in self.figures], "rescored": self.rescored, "metrics": self.metrics}
+
+
+# --------------------------------------------------------------------------------------------- 1. data
+def find_splits(data: str | Path, *, split: str | None = None,
+                phone_split: str | None = None) -> tuple[Path, Path | None]:
+    """The clean external split folder and its phone-photo twin (None when there is none).
+
+    ``data`` is a dataset root (``external/``, ``external_phone/`` inside) or a split folder itself;
+    ``split`` / ``phone_split`` name other folders of the root (``phone_split="none"`` skips photos).
+
+    Raises:
+        FileNotFoundError: no ``metadata.csv`` where the clean split should be, or a named phone split missing.
+    """
+    root = Path(data)
+    if split is None and (root / "metadata.csv").is_file():
+        clean, default_phone = root, root.parent / f"{root.name}_phone"
+    else:
+        clean = root / (split or "external")
+        default_phone = root / f"{clean.name}_phone"
+    if not (clean / "metadata.csv").is_file():
+        raise FileNotFoundError(f"{clean / 'metadata.csv'} not found: --data must be a dataset root holding "
+                                f"external/metadata.csv (as written by `as-ai synth pxr`) or a split folder with a "
+                                f"metadata.csv; got {root}. Pass --split NAME for another split folder.")
+    if phone_split == "none":
+        return clean, None
+    if phone_split is not None:
+        phone = (root if split is not None or not (root / "metadata.csv").is_file() else root.parent) / phone_split
+        if not (phone / "metadata.csv").is_file():
+            raise FileNotFoundError(f"phone split {phone} has no metadata.csv; pass --phone-split none to skip it.")
+        return clean, phone
+    return clean, default_phone if (default_phone / "metadata.csv").is_file() else None
+
+
+def _read_metadata(folder: Path) -> pd.DataFrame:
+    """A split's metadata with an absolute ``path`` column (the data engine's reader when it applies)."""
+    try:
+        from as_ai.synthetic.datasets import read_split
+
+        return read_split(folder)
+    except (KeyError, ImportError):  # not written by the data engine (no rois column): plain imagefolder
+        df = pd.read_csv(folder / "metadata.csv", keep_default_na=False)
+        if "file_name" not in df.columns:
+            raise ValueError(f"{folder / 'metadata.csv'} has no file_name column (columns: {list(df.columns)}); "
+                             "an imagefolder metadata.csv names each image in file_name.") from None
+        df["path"] = [str(folder / x) for x in df["file_name"]]
+        return df
+
+
+def _binary(values: pd.Series, column: str, where: Path) -> np.ndarray:
+    """AS / non-AS (or 1/0, True/False) labels as 0/1 ints."""
+    mapping = {"AS": 1, "non-AS": 0, "1": 1, "0": 0, "True": 1, "False": 0, "1.0": 1, "0.0": 0}
+    text = values.astype(str).str.strip()
+    bad = sorted(set(text) - set(mapping))
+    if bad:
+        raise ValueError(f"{where}: column {column!r} must hold 'AS' / 'non-AS' (or 1/0) labels; got {bad[:5]}. "
+                         "Fix the metadata.csv or pass --truth reference.")
+    return text.map(mapping).to_numpy(dtype=np.int64)
+
+
+def _key(df: pd.DataFrame) -> pd.Series:
+    """The key that pairs a phone photo with its clean image: centre + phantom seed, else the file stem."""
+    if "seed" in df.columns:
+        centre = df["center"].astype(str) if "center" in df.columns else ""
+        return centre + "/" + df["seed"].astype(str)
+    return df["file_name"].map(lambda n: Path(str(n)).stem)
+
+
+def _frame(folder: Path, role: str) -> pd.DataFrame:
+    """The study columns of one split: labels as 0/1, reader calls, centre, pairing key, grades."""
+    meta = _read_metadata(folder)
+    where = folder / "metadata.csv"
+    out = pd.DataFrame({"set": role, "split": folder.name, "file_name": meta["file_name"].astype(str),
+                        "path": meta["path"], "key": _key(meta)})
+    out["center"] = meta["center"].astype(str) if "center" in meta.columns else "all"
+    if "phone_level" in meta.columns:
+        out["phone_level"] = pd.to_numeric(meta["phone_level"], errors="coerce")
+    for truth, column in TRUTHS.items():
+        if column in meta.columns:
+            out[f"y_{truth}"] = _binary(meta[column], column, where)
+    for column in sorted(c for c in meta.columns if c.startswith("expert") and c.endswith("_label")):
+        out[READER + column[: -len("_label")]] = _binary(meta[column], column, where)
+    for column in GRADE_COLUMNS:
+        if column in meta.columns:
+            out[column] = pd.to_numeric(meta[column], errors="coerce")
+    return out
+
+
+# -------------------------------------------------------------------------------------------- 2. score
+def _score(diagnoser: Any, frame: pd.DataFrame, cached: pd.DataFrame | None, *, batch_size: int,
+           progress: bool) -> tuple[pd.DataFrame, int]:
+    """``frame`` with prob / label / in_distribution / member columns; rows in ``cached`` are not rescored."""
+    names = list(diagnoser.ensemble.names)
+    score_cols = [*_SCORE_COLUMNS, *(MEMBER + n for n in names)]
+    known = pd.DataFrame(columns=["set", "file_name", *score_cols])
+    if cached is not None and set(score_cols) <= set(cached.columns):
+        known = cached[["set", "file_name", *score_cols]]
+    merged = frame.merge(known, on=["set", "file_name"], how="left")
+    todo = merged.index[merged["prob"].isna()]
+    if len(todo):
+        results = diagnoser.diagnose_batch(list(merged.loc[todo, "path"]), batch_size=batch_size, progress=progress)
+        merged.loc[todo, "prob"] = [r.probability for r in results]
+        merged.loc[todo, "label"] = [r.label for r in results]
+        merged.loc[todo, "in_distribution"] = [bool(r.check.in_distribution) for r in results]
+        for n in names:
+            merged.loc[todo, MEMBER + n] = [r.members[n] for r in results]
+    merged["prob"] = merged["prob"].astype(float)
+    merged["in_distribution"] = merged["in_distribution"].map(lambda v: str(v) == "True")
+    return merged, len(todo)
+
+
+def _load_cache(path: Path, provenance: str) -> pd.DataFrame | None:
+    """Earlier predictions of the same model, or None (no file, another model, unreadable)."""
+    if not path.is_file():
+        return None
+    try:
+        df = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        return None
+    if "model" not in df.columns or set(df["model"].astype(str)) != {provenance}:
+        return None
+    return df
+
+
+# ------------------------------------------------------------------------------------------ 3. measure
+def _auc(y: np.ndarray, score: np.ndarray, level: float) -> dict[str, Any] | None:
+    """AUC with its DeLong interval, or None when a class has fewer than two cases."""
+    if min(int(y.sum()), int(len(y) - y.sum())) < 2:
+        return None
+    low, auc, high = auc_ci(y, score, level=level)
+    return {"auc": auc, "low": low, "high": high, "level": level}
+
+
+def _classify(y: np.ndarray, prob: np.ndarray, threshold: float, level: float) -> dict[str, Any]:
+    """AUC (DeLong CI) + threshold metrics of P(AS) against labels ``y``."""
+    rep = binary_report(y, prob, threshold).to_dict()
+    rep["auc"] = _auc(y, prob, level)
+    rep["n_as"] = int(y.sum())
+    return rep
+
+
+def _calls(y: np.ndarray, calls: np.ndarray) -> dict[str, Any]:
+    """Sensitivity, specificity, accuracy (and PPV, F1) of yes/no calls against ``y``."""
+    rep = binary_report(y, calls.astype(float), 0.5).to_dict()
+    for k in ("ece", "auc", "threshold"):
+        rep.pop(k, None)
+    return rep
+
+
+def _kappa(a: np.ndarray, b: np.ndarray, *, weights: str | None = None) -> dict[str, Any] | None:
+    try:
+        return cohen_kappa(a, b, weights=weights).to_dict()
+    except ValueError:  # both raters constant: kappa undefined
+        return None
+
+
+def study_metrics(pred: pd.DataFrame, *, threshold: float, truth: str = "true", level: float = 0.95,
+                  members: Sequence[str] | None = None) -> dict[str, Any]:
+    """Every number of the study's external evaluation, from a predictions table (``predictions.csv``).
+
+    ``pred`` has one row per image with ``set`` ("clean" / "phone"), ``key`` (pairs a photo with its clean
+    image), ``center``, ``y_true`` / ``y_reference`` (1 = AS), ``prob`` (calibrated ensemble P(AS)),
+    ``member:<name>`` (each member's P(AS)), ``reader:<name>`` (simulated experts' calls) and ``label``.
+
+    Raises:
+        ValueError: ``truth`` unknown or its column missing, or a clean set without both classes.
+
+    Example:
+        >>> import pandas as pd
+        >>> p = pd.DataFrame({"set": "clean", "key": list("abcdef"), "center": "B", "y_true": [0, 0, 0, 1, 1, 1],
+        ...                   "prob": [.1, .2, .6, .4, .8, .9], "label": "non-AS"})
+        >>> round(study_metrics(p, threshold=0.5)["overall"]["auc"]["auc"], 3)
+        0.889
+    """
+    if truth not in TRUTHS:
+        raise ValueError(f"truth must be one of {sorted(TRUTHS)}, got {truth!r}.")
+    ycol = f"y_{truth}"
+    if ycol not in pred.columns:
+        raise ValueError(f"truth={truth!r} needs the {TRUTHS[truth]!r} column in the metadata, which this data "
+                         f"lacks; use truth='reference' (the reference reader's label) instead.")
+    clean = pred[pred["set"] == "clean"].reset_index(drop=True)
+    y = clean[ycol].to_numpy(dtype=np.int64)
+    if min(int(y.sum()), int(len(y) - y.sum())) < 2:
+        raise ValueError(f"the external set needs at least 2 AS and 2 non-AS images by {TRUTHS[truth]!r}; got "
+                         f"{int(y.sum())} AS of {len(y)}. Use a larger external split.")
+    prob = clean["prob"].to_numpy(dtype=float)
+    names = list(members) if members is not None else [c[len(MEMBER):] for c in clean.columns
+                                                       if c.startswith(MEMBER)]
+    other = "reference" if truth == "true" else "true"
+    m: dict[str, Any] = {
+        "truth": truth, "truth_column": TRUTHS[truth], "threshold": float(threshold), "level": level,
+        "n": int(len(y)), "n_as": int(y.sum()), "abstained": int((clean["label"] == "indeterminate").sum()),
+        "centres_list": sorted(clean["center"].astype(str).unique()),
+        "overall": _classify(y, prob, threshold, level),
+    }
+    if f"y_{other}" in clean.columns:
+        m[f"overall_vs_{other}"] = _classify(clean[f"y_{other}"].to_numpy(dtype=np.int64), prob, threshold, level)
+        m["label_agreement"] = _kappa(y, clean[f"y_{other}"].to_numpy())
+    accepted = (clean["label"] != "indeterminate").to_numpy()
+    if m["abstained"] and min(int(y[accepted].sum()), int((1 - y[accepted]).sum())) >= 2:
+        m["accepted_only"] = _classify(y[accepted], prob[accepted], threshold, level)
+    m["centres"] = {
+        str(c): _classify(g[ycol].to_numpy(dtype=np.int64), g["prob"].to_numpy(dtype=float), threshold, level)
+        for c, g in clean.groupby("center", sort=True)}
+    m["members"], best = {}, None
+    for n in names:
+        s = clean[MEMBER + n].to_numpy(dtype=float)
+        entry = {"auc": _auc(y, s, level), "vs_ensemble": delong_test(y, prob, s, level=level).to_dict()}
+        m["members"][n] = entry
+        if best is None or entry["auc"]["auc"] > m["members"][best]["auc"]["auc"]:
+            best = n
+    m["best_member"] = best
+    m["ensemble_vs_best"] = m["members"][best]["vs_ensemble"] if best is not None else None
+    m["phone"] = _phone_metrics(pred, ycol, threshold, level)
+    m["readers"] = _reader_metrics(clean, ycol, prob >= threshold, level)
+    return m
+
+
+def _phone_metrics(pred: pd.DataFrame, ycol: str, threshold: float, level: float) -> dict[str, Any] | None:
+    phone = pred[pred["set"] == "phone"]
+    if phone.empty:
+        return None
+    clean = pred[pred["set"] == "clean"][["key", "prob", ycol]]
+    pair = phone.merge(clean, on="key", suffixes=("", "_clean"))
+    y = pair[ycol].to_numpy(dtype=np.int64)
+    p_phone, p_clean = pair["prob"].to_numpy(dtype=float), pair["prob_clean"].to_numpy(dtype=float)
+    out: dict[str, Any] = {"n": int(len(pair)), "n_unmatched": int(len(phone) - len(pair)), "n_as": int(y.sum()),
+                           "abstained": int((pair["label"] == "indeterminate").sum())}
+    if min(int(y.sum()), int(len(y) - y.sum())) < 2:
+        out["note"] = "fewer than 2 matched photos of a class: no AUC"
+        return out
+    out["phone"] = _classify(y, p_phone, threshold, level)
+    accepted = (pair["label"] != "indeterminate").to_numpy()
+    if out["abstained"] and min(int(y[accepted].sum()), int((1 - y[accepted]).sum())) >= 2:
+        out["phone_accepted_only"] = _classify(y[accepted], p_phone[accepted], threshold, level)
+    out["clean"] = _classify(y, p_clean, threshold, level)
+    test = delong_test(y, p_clean, p_phone, level=level)
+    out["auc_drop"] = test.difference
+    out["delong_clean_vs_phone"] = test.to_dict()
+    out["label_flips"] = int(np.sum((p_phone >= threshold) != (p_clean >= threshold)))
+    out["mean_abs_prob_change"] = float(np.mean(np.abs(p_phone - p_clean)))
+    if "phone_level" in pair.columns and pair["phone_level"].notna().any():
+        out["levels"] = {}
+        for lvl, g in pair.groupby("phone_level"):
+            yl = g[ycol].to_numpy(dtype=np.int64)
+            auc_p = _auc(yl, g["prob"].to_numpy(dtype=float), level)
+            auc_c = _auc(yl, g["prob_clean"].to_numpy(dtype=float), level)
+            out["levels"][str(int(lvl))] = {"n": int(len(g)), "n_as": int(yl.sum()), "phone_auc": auc_p,
+                                            "clean_auc": auc_c}
+    return out
+
+
+def _reader_metrics(clean: pd.DataFrame, ycol: str, model_calls: np.ndarray, level: float) -> dict[str, Any] | None:
+    readers = [c[len(READER):] for c in clean.columns if c.startswith(READER)]
+    if not readers:
+        return None
+    y = clean[ycol].to_numpy(dtype=np.int64)
+    calls = {r: clean[READER + r].to_numpy(dtype=np.int64) for r in readers}
+    out: dict[str, Any] = {"model": _calls(y, model_calls), "readers": {}, "kappa": {}}
+    for r, c in calls.items():
+        out["readers"][r] = {"alone": _calls(y, c), "with_model": _calls(y, c | model_calls.astype(np.int64))}
+    raters = dict(calls)
+    raters["model"] = model_calls.astype(np.int64)
+    if "y_reference" in clean.columns and ycol != "y_reference":
+        raters["reference"] = clean["y_reference"].to_numpy(dtype=np.int64)
+    for a, b in itertools.combinations(raters, 2):
+        out["kappa"][f"{a} vs {b}"] = _kappa(raters[a], raters[b])
+    for a in raters:
+        out["kappa"][f"{a} vs truth"] = _kappa(raters[a], y)
+    if all(c in clean.columns for c in GRADE_COLUMNS):
+        true = np.r_[clean["grade_left"].to_numpy(), clean["grade_right"].to_numpy()]
+        read = np.r_[clean["reader_grade_left"].to_numpy(), clean["reader_grade_right"].to_numpy()]
+        ok = np.isfinite(true) & np.isfinite(read)
+        out["grades"] = {"reference vs true grade (per joint, quadratic)":
+                         _kappa(read[ok].astype(int), true[ok].astype(int), weights="quadratic"),
+                         "reference vs true grade (per joint, unweighted)":
+                         _kappa(read[ok].astype(int), true[ok].astype(int))}
+    return out
+
+
+# -------------------------------------------------------------------------------------------- 4. write
+def evaluate(model: str | Path, data: str | Path, *, out: str | Path, truth: str = "true", batch_size: int = 16,
+             split: str | None = None, phone_split: str | None = None, level: float = 0.95,
+             rescore: bool = False, progress: bool = True, figures: bool = True) -> Evaluation:
+    """Run the external evaluation of the diagnosis model ``model`` on ``data`` and write it to ``out``.
+
+    Writes ``predictions.csv`` (reused on the next run for the same model unless ``rescore``),
+    ``metrics.json``, ``report.md`` and PNG figures. Returns where they are and the metrics.
+
+    Raises:
+        FileNotFoundError: the data folder has no external split.
+        ModelLoadError: the model cannot be loaded or verified.
+        ValueError: unknown ``truth``, a label column that is not AS / non-AS, too few cases of a class.
+
+    Example:
+        >>> ev = evaluate("runs/pxr/model", "data/pxr", out="runs/pxr/report")   # doctest: +SKIP
+        >>> ev.metrics["overall"]["auc"]["auc"]                                   # doctest: +SKIP
+        0.97
+    """
+    from as_ai.diagnosis import Diagnoser
+
+    if truth not in TRUTHS:
+        raise ValueError(f"truth must be one of {sorted(TRUTHS)}, got {truth!r}.")
+    clean_dir, phone_dir = find_splits(data, split=split, phone_split=phone_split)
+    frames = [_frame(clean_dir, "clean")] + ([_frame(phone_dir, "phone")] if phone_dir is not None else [])
+    frame = pd.concat(frames, ignore_index=True)
+    if f"y_{truth}" not in frame.columns:
+        raise ValueError(f"{clean_dir / 'metadata.csv'} has no {TRUTHS[truth]!r} column for truth={truth!r}; "
+                         "pass --truth reference to score against the reference reader's label.")
+    diagnoser = Diagnoser.from_pretrained(model)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    pred_path = out / PREDICTIONS
+    cached = None if rescore else _load_cache(pred_path, diagnoser.provenance)
+    pred, rescored = _score(diagnoser, frame, cached, batch_size=batch_size, progress=progress)
+    pred["model"] = diagnoser.provenance
+    pred.drop(columns=["path"]).to_csv(pred_path, index=False)
+
+    metrics = study_metrics(pred, threshold=diagnoser.threshold, truth=truth, level=level,
+                            members=list(diagnoser.ensemble.names))
+    metrics["model"] = {"provenance": diagnoser.provenance, "members": dict(diagnoser.archs),
+                        "combine": diagnoser.combine, "calibration": diagnoser.calibration.to_dict(),
+                        "synthetic": diagnoser.synthetic, "training_data": _training_data(diagnoser.config)}
+    metrics["data"] = {"clean": str(clean_dir), "phone": None if phone_dir is None else str(phone_dir),
+                       "synthetic": _is_synthetic(clean_dir)}
+    figs: list[Path] = []
+    if figures:
+        from train import _figures
+
+        figs = _figures.draw_all(pred, metrics, out)
+    metrics["targets"] = targets(metrics)
+    metrics["figures"] = [f.name for f in figs]
+    (out / "metrics.json").write_text(json.dumps(_jsonable(metrics), indent=2), encoding="utf-8")
+    from train._report import render_report
+
+    report = out / "report.md"
+    report.write_text(render_report(metrics), encoding="utf-8")
+    return Evaluation(out=out, metrics=metrics, report=report, predictions=pred_path, figures=tuple(figs),
+                      rescored=rescored)
+
+
+TARGETS = {"auc": 0.95, "phone_auc_drop": 0.03, "ece": 0.05}
+
+
+def targets(m: Mapping[str, Any]) -> dict[str, Any]:
+    """The project's goals for the demo ensemble (issue 5), each with its value and whether it is met.
+
+    External AUC >= 0.95, phone-photo AUC drop <= 0.03, ECE <= 0.05, ensemble AUC >= best member's AUC.
+    """
+    o, ph, vs = m["overall"], m.get("phone") or {}, m.get("ensemble_vs_best")
+    out: dict[str, Any] = {
+        "auc": {"goal": f">= {TARGETS['auc']}", "value": o["auc"]["auc"], "met": o["auc"]["auc"] >= TARGETS["auc"]},
+        "ece": {"goal": f"<= {TARGETS['ece']}", "value": o["ece"], "met": o["ece"] <= TARGETS["ece"]},
+    }
+    if "auc_drop" in ph:
+        out["phone_auc_drop"] = {"goal": f"<= {TARGETS['phone_auc_drop']}", "value": ph["auc_drop"],
+                                 "met": ph["auc_drop"] <= TARGETS["phone_auc_drop"]}
+    if vs:
+        out["ensemble_vs_best_member"] = {"goal": ">= 0 (AUC difference)", "value": vs["difference"],
+                                          "met": vs["difference"] >= 0}
+    return out
+
+
+def _training_data(config: Mapping[str, Any]) -> dict[str, Any]:
+    training = config.get("training", {}) or {}
+    data = training.get("data", {}) or {}
+    return {k: data[k] for k in ("path", "seed", "n", "centres", "train_metadata_sha256") if k in data}
+
+
+def _is_synthetic(folder: Path) -> bool:
+    meta = pd.read_csv(folder / "metadata.csv", nrows=5, keep_default_na=False)
+    return "synthetic" in meta.columns and meta["synthetic"].astype(str).isin(["True", "true", "1"]).all()
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, float) and not np.isfinite(x):
+        return None if np.isnan(x) else ("inf" if x > 0 else "-inf")
+    return x
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: ``python -m train.evaluate --model DIR --data DIR --out DIR [--truth true|reference]``."""
+    p = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, help="diagnosis model repository (local folder or Hub repo id)")
+    p.add_argument("--data", required=True, help="dataset root (external/, external_phone/) or one split folder")
+    p.add_argument("--out", required=True, help="report folder (report.md, metrics.json, figures, predictions.csv)")
+    p.add_argument("--truth", choices=sorted(TRUTHS), default="true",
+                   help="labels to score against: 'true' (true grades, phantoms only) or 'reference' (reader)")
+    p.add_argument("--split", default=None, help="clean split folder under --data (default: external)")
+    p.add_argument("--phone-split", default=None, help="phone-photo split folder (default: <split>_phone; 'none')")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--level", type=float, default=0.95, help="confidence level of intervals (default 0.95)")
+    p.add_argument("--rescore", action="store_true", help="ignore cached predictions.csv and score every image")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    from as_ai.errors import AsAiError
+
+    try:
+        ev = evaluate(args.model, args.data, out=args.out, truth=args.truth, batch_size=args.batch_size,
+                      split=args.split, phone_split=args.phone_split, level=args.level, rescore=args.rescore,
+                      progress=not args.no_progress)
+    except (FileNotFoundError, ValueError, AsAiError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from train._report import headline
+
+    print(headline(ev.metrics))
+    print(f"report: {ev.report}  ({len(ev.figures)} figures, {ev.rescored} images scored)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
