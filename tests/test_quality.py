@@ -1,0 +1,243 @@
+"""Input checks: the input gate, the photo-quality check and the ensemble spread (as_ai.quality)."""
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from as_ai import _gate
+from as_ai.hub import DEMO_DIR
+from as_ai.imaging import load_radiograph
+from as_ai.quality import InputCheck, InputGate, PhotoCheck, build_check, check_photo, spread_reasons
+from as_ai.synthetic import pelvis
+from as_ai.synthetic.phone import photograph, to_display
+
+
+def phantom(seed: int, center: str = "A", size: int = 192) -> np.ndarray:
+    return to_display(pelvis.sample(seed, center=center, size=size).image)
+
+
+# ------------------------------------------------------------------------------------------ input gate
+def test_feature_gate_accepts_like_and_refuses_unlike(tmp_path):
+    rng = np.random.default_rng(0)
+    basis = rng.normal(size=(6, 40))
+    like = lambda n: rng.normal(size=(n, 6)) @ basis + 0.1 * rng.normal(size=(n, 40))  # noqa: E731
+    gate = InputGate.fit(features=like(300), feature_components=6)
+    gate.calibrate(features=like(200), quantile=0.99, margin=1.1)
+    assert gate.accepts(like(500)).mean() > 0.95
+    shifted = like(50) + 3.0                      # same structure, moved
+    off_subspace = rng.normal(size=(50, 40)) * 2  # energy where training images have none
+    assert not gate.accepts(shifted).any()
+    assert not gate.accepts(off_subspace).any()
+    # stored and read back: same scores
+    entry = gate.save(tmp_path)
+    back = InputGate.from_config(tmp_path, entry)
+    x = like(10)
+    np.testing.assert_allclose(back.score(x), gate.score(x), rtol=1e-5)
+    assert json.loads(json.dumps(entry))["parts"]["features"]["components"] == 6
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda g: g.score(np.zeros((2, 7))), "expects features of shape"),
+    (lambda g: g.score(), "nothing to score"),
+    (lambda g: g.calibrate(pixels=[np.zeros((64, 64), np.float32)]), "held-out features="),
+])
+def test_gate_errors_name_the_problem(call, message):
+    gate = InputGate.fit(features=np.random.default_rng(0).normal(size=(50, 5)))
+    with pytest.raises(ValueError, match=message):
+        call(gate)
+
+
+def test_gate_file_errors(tmp_path):
+    assert InputGate.from_config(tmp_path, {}) is None and InputGate.from_config(tmp_path, None) is None
+    from safetensors.numpy import save_file
+
+    save_file({"mean": np.zeros(3, np.float32)}, str(tmp_path / _gate.GATE_FILE))
+    with pytest.raises(ValueError, match="refit|knows"):
+        InputGate.from_config(tmp_path, {"file": _gate.GATE_FILE})
+
+
+@pytest.fixture(scope="module")
+def image_gate() -> InputGate:
+    """The image part of a gate fitted on centre-A phantoms and phone photos of them."""
+    fit = [phantom(s) for s in range(60)]
+    fit += [photograph(im, level=1 + i % 4, seed=i) for i, im in enumerate(fit)]
+    held = [phantom(s) for s in range(100, 120)]
+    held += [photograph(im, level=1 + i % 4, seed=50 + i) for i, im in enumerate(held)]
+    grey = lambda imgs: [load_radiograph(x).pixels for x in imgs]  # noqa: E731
+    gate = InputGate.fit(pixels=grey(fit))
+    gate.calibrate(pixels=grey(held), quantile=1.0, margin=1.25)
+    return gate
+
+
+def test_image_gate_passes_unseen_centres_and_their_photos(image_gate):
+    imgs = [phantom(200 + i, center="BCD"[i % 3]) for i in range(24)]
+    photos = [photograph(im, level=1 + i % 4, seed=300 + i) for i, im in enumerate(imgs)]
+    ok = image_gate.accepts(pixels=[load_radiograph(x).pixels for x in imgs + photos])
+    assert ok.mean() >= 0.9
+
+
+def test_image_gate_refuses_what_is_not_a_pelvic_radiograph(image_gate):
+    from train._ood import _dicom_pixels, _render_text
+
+    rng = np.random.default_rng(0)
+    others = {
+        "chest radiograph": _dicom_pixels("RG1_UNCR.dcm"),
+        "lower-leg radiograph": _dicom_pixels("RG3_UNCR.dcm"),
+        "text screenshot": _render_text("Discharge letter. " * 40, size=18, dark=False, width=640, height=480),
+        "noise": rng.random((300, 300)).astype(np.float32),
+        "black": np.zeros((300, 300), np.float32),
+        "white": np.ones((300, 300), np.float32),
+    }
+    refused = {k: not image_gate.accepts(pixels=[load_radiograph(v).pixels])[0] for k, v in others.items()}
+    assert all(refused.values()), refused
+
+
+def test_check_says_why_it_refuses(image_gate):
+    ok, score, reasons = image_gate.check(pixels=np.zeros((200, 200), np.float32))
+    assert not ok and score > 1
+    assert "does not look like an AP pelvic radiograph" in reasons[0]
+    assert any("layout" in r for r in reasons)
+    ok, score, reasons = image_gate.check(pixels=load_radiograph(phantom(5)).pixels)
+    assert ok and score <= 1 and reasons == []
+
+
+# ----------------------------------------------------------------------------------- the demo model
+def _demo():
+    from as_ai.diagnosis import Diagnoser
+
+    folder = DEMO_DIR / "diagnosis"
+    if not (folder / "as_ai.json").is_file():
+        pytest.skip("the bundled demo diagnosis model is not built")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d = Diagnoser.from_pretrained(folder)
+    if d.gate is None:
+        pytest.skip("the bundled demo model has no input gate yet (python -m train.input_gate)")
+    return d
+
+
+def test_demo_model_abstains_on_a_chest_radiograph_and_a_screenshot():
+    from train._ood import _render_text
+
+    d = _demo()
+    from pydicom.data import get_testdata_files
+
+    for src in (get_testdata_files("RG1_UNCR.dcm")[0],
+                _render_text("Ward list 4B. " * 40, size=20, dark=True, width=700, height=500)):
+        res = d(src)
+        assert res.label == "indeterminate"
+        assert not res.check.in_distribution and res.check.score > res.check.threshold
+        assert "does not look like an AP pelvic radiograph" in " ".join(res.check.reasons)
+        assert "no finding" in res.finding
+
+
+def test_demo_model_reads_an_unseen_centre_phantom_and_its_photo():
+    d = _demo()
+    img = pelvis.sample(4242, center="C", size=384).image
+    photo = photograph(to_display(img), level=2, seed=1)
+    for src in (img, photo):
+        res = d(src)
+        assert res.check.in_distribution, res.check.reasons
+        assert res.label in ("AS", "non-AS")
+    assert d(photo).check.photo.is_photo
+
+
+# ------------------------------------------------------------------------------------- photo quality
+def test_clean_radiograph_has_no_photo_issues():
+    pc = check_photo(load_radiograph(phantom(3, size=384)).pixels)
+    assert not pc.is_photo and pc.issues == [] and pc.advice == []
+    assert pc.score > 0.5
+    assert json.loads(json.dumps(pc.to_dict()))["measures"]["blur"] > 0
+
+
+def test_bad_phone_photo_gets_advice():
+    photo = photograph(phantom(3, size=384), level=4, seed=2)
+    rg = load_radiograph(photo)
+    pc = check_photo(rg.pixels, meta=rg.meta)
+    assert pc.is_photo
+    assert set(pc.issues) & {"blur", "glare", "moire", "perspective", "crop"}
+    assert len(pc.advice) == len(pc.issues) and all(len(a) > 40 for a in pc.advice)
+    good = check_photo(load_radiograph(phantom(3, size=384)).pixels)
+    assert pc.score < good.score
+
+
+@pytest.mark.parametrize("make, issue, words", [
+    (lambda im: ndimage.gaussian_filter(im, 4), "blur", "original radiograph file"),
+    (lambda im: im[::4, ::4].copy(), "low_resolution", "too small"),
+    (lambda im: (0.5 + 0.05 * (im - 0.5)).astype(np.float32), "low_contrast", "contrast"),
+])
+def test_degradations_are_named_with_advice(make, issue, words):
+    img = make(phantom(7, size=384))
+    pc = check_photo(load_radiograph(img).pixels)
+    assert issue in pc.issues
+    assert words in pc.advice[pc.issues.index(issue)]
+
+
+def test_check_photo_refuses_non_2d():
+    with pytest.raises(ValueError, match="grey image"):
+        check_photo(np.zeros((4, 4, 3)))
+
+
+# ------------------------------------------------------------------------------------------- spread
+@pytest.mark.parametrize("members, disagree", [
+    ({"a": 0.1, "b": 0.12, "c": 0.09}, False),
+    ({"a": 0.45, "b": 0.55}, False),
+    ({"a": 0.05, "b": 0.95}, True),
+    ({"a": 0.1, "b": 0.15, "c": 0.85}, True),
+    ({"a": 0.9}, False),
+])
+def test_spread_reasons(members, disagree):
+    reasons = spread_reasons(members, threshold=0.5)
+    assert bool(reasons) is disagree
+    if disagree:
+        assert "disagree" in reasons[0] and min(members, key=members.get) in reasons[0]
+
+
+def test_build_check_combines_gate_photo_and_spread():
+    rng = np.random.default_rng(0)
+    gate = InputGate.fit(features=rng.normal(size=(100, 4)))
+    gate.calibrate(features=rng.normal(size=(100, 4)), quantile=1.0, margin=1.2)
+    photo = PhotoCheck(is_photo=True, score=0.2, issues=["glare"], advice=["Switch off the light."])
+    inside = build_check(gate=gate, features=np.zeros(4), photo=photo, member_probs={"a": 0.05, "b": 0.95})
+    assert inside.in_distribution and inside.threshold == 1.0
+    assert inside.reasons[0] == "Switch off the light." and "disagree" in inside.reasons[1]
+    outside = build_check(gate=gate, features=np.full(4, 50.0), photo=None, member_probs={"a": 0.05, "b": 0.95})
+    assert not outside.in_distribution and "does not look like" in outside.reasons[0]
+    assert not any("disagree" in r for r in outside.reasons)  # no spread talk about an image it refused
+    d = json.loads(json.dumps(outside.to_dict()))
+    assert d["in_distribution"] is False and d["score"] > 1
+    assert InputCheck().to_dict()["reasons"] == []
+
+
+# ------------------------------------------------------------------------- fitting into a model repo
+def test_train_input_gate_stores_a_verified_gate(tmp_path):
+    import timm
+    import torch
+
+    from as_ai.diagnosis import Diagnoser
+    from as_ai.errors import ModelLoadError
+    from as_ai.imaging import Preprocess
+    from train.input_gate import fit_gate, store_gate
+
+    torch.manual_seed(0)
+    d = Diagnoser({"m": timm.create_model("mobilenetv3_small_050", num_classes=2)},
+                  archs={"m": "mobilenetv3_small_050"}, preprocess=Preprocess(resize_short=72, crop=64))
+    folder = d.save_pretrained(tmp_path / "repo")
+    gate = fit_gate(d, [phantom(s, size=128) for s in range(24)], feature_components=4, image_components=4)
+    entry = store_gate(folder, gate)
+    assert entry["file"] == "input_gate.safetensors" and entry["threshold"] == 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = Diagnoser.from_pretrained(folder)
+    assert loaded.gate is not None
+    assert loaded(np.zeros((128, 128), np.float32)).label == "indeterminate"
+    cfg = json.loads((folder / "as_ai.json").read_text())
+    assert cfg["input_gate"]["parts"]["image"]["limit"] > 0 and "input_gate.safetensors" in cfg["files"]
+    with open(folder / "input_gate.safetensors", "ab") as fh:  # tampered statistics are not used
+        fh.write(b"\0")
+    with pytest.raises(ModelLoadError, match="Checksum mismatch"):
+        Diagnoser.from_pretrained(folder)
