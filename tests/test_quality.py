@@ -124,9 +124,9 @@ def test_demo_model_abstains_on_a_chest_radiograph_and_a_screenshot():
     from train._ood import _render_text
 
     d = _demo()
-    from pydicom.data import get_testdata_files
+    from pydicom.data import get_testdata_file
 
-    for src in (get_testdata_files("RG1_UNCR.dcm")[0],
+    for src in (get_testdata_file("RG1_UNCR.dcm", download=False),
                 _render_text("Ward list 4B. " * 40, size=20, dark=True, width=700, height=500)):
         res = d(src)
         assert res.label == "indeterminate"

@@ -17,7 +17,6 @@ Every image is real or rendered here, nothing is downloaded:
 """
 from __future__ import annotations
 
-import warnings
 from typing import Any, Iterator
 
 import numpy as np
@@ -41,16 +40,15 @@ TEXT = ("Patient list  ward 4B   10:42\nBed 1  J. Doe   obs stable   NEWS 2\nBed
 
 
 def _dicom_pixels(name: str) -> np.ndarray:
-    from pydicom.data import get_testdata_files
+    from pydicom.data import get_testdata_file
 
     from as_ai.imaging import load_radiograph
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        files = get_testdata_files(name)
-    if not files:
+    # download=False: only files shipped in the pydicom / pydicom-data wheels, never a network fetch
+    path = get_testdata_file(name, download=False)
+    if path is None:
         raise FileNotFoundError(f"pydicom test file {name!r} not found; install pydicom-data")
-    return load_radiograph(files[0]).pixels
+    return load_radiograph(path).pixels
 
 
 def _variants(px: np.ndarray, rng: np.random.Generator, n: int) -> Iterator[tuple[str, np.ndarray]]:
