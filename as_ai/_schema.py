@@ -60,24 +60,40 @@ def _is_missing(value: Any) -> bool:
     return isinstance(value, np.floating) and bool(np.isnan(value))
 
 
+def _as_float(value: numbers.Real) -> float:
+    """``float(value)``, with numbers too large for a float (huge ints, Fractions) as ±inf."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def _show(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters (and safe for ints too long to print)."""
+    try:
+        text = repr(value)
+    except ValueError:  # int beyond sys.get_int_max_str_digits()
+        text = f"<{type(value).__name__} too large to print>"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _coerce(feature: Feature, value: Any) -> tuple[float, str | None]:
     """Convert one present value to float, or say what is wrong with it."""
     if feature.type == "bool":
         if isinstance(value, (bool, np.bool_)):
             return float(bool(value)), None
-        if isinstance(value, numbers.Integral) or (isinstance(value, numbers.Real) and float(value).is_integer()):
-            if float(value) in (0.0, 1.0):
-                return float(value), None
+        if isinstance(value, numbers.Real) and _as_float(value) in (0.0, 1.0):
+            return float(value), None
         if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
             return float(value.strip().lower() in _TRUE), None
-        return math.nan, f"must be {feature.describe()}, got {value!r}"
+        return math.nan, f"must be {feature.describe()}, got {_show(value)}"
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        return math.nan, f"must be {feature.describe()}, got {type(value).__name__} {value!r}"
-    x = float(value)
+        return math.nan, f"must be {feature.describe()}, got {type(value).__name__} {_show(value)}"
+    x = _as_float(value)
     if not math.isfinite(x):
-        return math.nan, f"must be {feature.describe()}, got {value!r}"
+        return math.nan, f"must be {feature.describe()}, got {_show(value)}"
     if feature.type == "int" and not x.is_integer():
-        return math.nan, f"must be {feature.describe()}, got {value!r}"
+        return math.nan, f"must be {feature.describe()}, got {_show(value)}"
     if x < feature.min or x > feature.max:
         side = "below the minimum" if x < feature.min else "above the maximum"
         return math.nan, f"{_fmt(x)} is {side}; expected {feature.describe()}"
@@ -177,7 +193,8 @@ class FeatureSchema:
                     if problem:
                         problems[key] = problem
             elif key not in known:
-                problems[str(key)] = self._unknown_message(str(key))
+                name = key if isinstance(key, str) else _show(key)
+                problems[name] = self._unknown_message(name)
         values = np.full(len(self.features), np.nan)
         imputed: list[str] = []
         for i, f in enumerate(self.features):
