@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import socket
-import warnings
 from pathlib import Path
 
 import pytest
@@ -18,9 +17,8 @@ pytestmark = pytest.mark.browser
 playwright_api = pytest.importorskip("playwright.sync_api")
 pytest.importorskip("gradio")
 
-from test_space_handlers import load_space_app, valid_patient  # noqa: E402
+from test_space_handlers import app, models, valid_patient  # noqa: E402,F401  (module-scoped fixtures)
 
-from as_ai.errors import SyntheticModelWarning  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -34,19 +32,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def app():
-    return load_space_app()
-
-
-@pytest.fixture(scope="module")
-def models(app):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", SyntheticModelWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        return app.load_models()
 
 
 @pytest.fixture(scope="module")
