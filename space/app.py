@@ -31,8 +31,25 @@ from as_ai.hub import default_model_id
 log = logging.getLogger("as_ai.space")
 
 TITLE = "as-ai — ankylosing spondylitis: pelvic radiograph reading and clinical triage"
-QUEUE_MAX_SIZE = 24
-CONCURRENCY_LIMIT = 2
+
+
+def _int_setting(name: str, default: int, low: int) -> int:
+    """A positive whole-number setting from the environment, with an error that names it when it is not."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SystemExit(f"{name} must be a whole number, got {raw!r}") from None
+    if value < low:
+        raise SystemExit(f"{name} must be at least {low}, got {value}")
+    return value
+
+
+# Requests run CONCURRENCY_LIMIT at a time; QUEUE_MAX_SIZE more may wait; beyond that Gradio answers "busy".
+QUEUE_MAX_SIZE = _int_setting("AS_AI_SPACE_QUEUE_SIZE", 24, 1)
+CONCURRENCY_LIMIT = _int_setting("AS_AI_SPACE_CONCURRENCY", 2, 1)
 MAX_FILE_SIZE = "64mb"
 # Gradio's own cache of uploads and outputs: every 5 minutes delete files older than 10 minutes.
 DELETE_CACHE = (300, 600)

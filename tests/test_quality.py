@@ -241,3 +241,23 @@ def test_train_input_gate_stores_a_verified_gate(tmp_path):
         fh.write(b"\0")
     with pytest.raises(ModelLoadError, match="Checksum mismatch"):
         Diagnoser.from_pretrained(folder)
+
+
+def test_gate_measures_go_into_the_model_card(tmp_path):
+    """What train.input_gate measured is kept in as_ai.json and shown in the re-rendered card."""
+    import shutil
+
+    from as_ai.hub import DEMO_DIR
+    from train.input_gate import record_evaluation
+
+    folder = tmp_path / "model"
+    shutil.copytree(DEMO_DIR / "diagnosis", folder)
+    report = {"external": {"n": 200, "false_abstain_rate": 0.005},
+              "external_phone": {"n": 200, "false_abstain_rate": 0.015},
+              "ood": {"n": 127, "abstain_rate": 0.968, "by_category": {"chest_radiograph": 0.875, "noise": 1.0}}}
+    record_evaluation(folder, report, command="python -m train.input_gate --model M --data D")
+    cfg = json.loads((folder / "as_ai.json").read_text())
+    assert cfg["input_gate"]["evaluation"]["ood_abstain_rate"] == 0.968
+    card = (folder / "README.md").read_text()
+    assert "## Input gate" in card and "96.8 % of an out-of-distribution set of\n127 images refused" in card
+    assert "chest radiograph 88 %" in card and "1.5 % of 200 phone photos" in card

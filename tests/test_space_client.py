@@ -7,11 +7,8 @@ readable message rather than a traceback.
 """
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -22,53 +19,25 @@ pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
+from _space_server import START_TIMEOUT_S, free_port, space_env, start_space  # noqa: E402
 from test_space_handlers import load_space_app, valid_patient  # noqa: E402
 
 from as_ai.errors import SyntheticModelWarning  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-START_TIMEOUT_S = 180
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until_serving(proc: subprocess.Popen, port: int, log: Path) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"space/app.py exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"space/app.py did not listen on port {port} within {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """``python space/app.py`` with GRADIO_SERVER_PORT set, offline; yields (client, url)."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("space_log") / "server.log"
-    env = dict(os.environ, GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port),
-               GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "space" / "app.py")], cwd=ROOT, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
+    """``python space/app.py`` with GRADIO_SERVER_PORT set, offline; yields (client, url, log)."""
     try:
-        wait_until_serving(proc, port, log)
-        url = f"http://127.0.0.1:{port}/"
-        yield Client(url, verbose=False, download_files=False), url, log
+        server = start_space(tmp_path_factory.mktemp("space_log") / "server.log")
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield Client(server.url, verbose=False, download_files=False), server.url, server.log
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -153,8 +122,7 @@ def test_out_of_range_triage_input_gets_a_readable_error(served, library):
 
 
 def test_missing_model_stops_the_space_with_a_readable_message(tmp_path):
-    env = dict(os.environ, GRADIO_SERVER_PORT=str(free_port()), AS_AI_DIAGNOSIS_MODEL=str(tmp_path / "no-such-model"),
-               GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
+    env = space_env(GRADIO_SERVER_PORT=str(free_port()), AS_AI_DIAGNOSIS_MODEL=str(tmp_path / "no-such-model"))
     proc = subprocess.run([sys.executable, str(ROOT / "space" / "app.py")], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=START_TIMEOUT_S)
     assert proc.returncode != 0

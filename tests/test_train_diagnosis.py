@@ -50,7 +50,7 @@ def run(tmp_path_factory) -> dict:
         "name": "tiny", "archs": ARCHS, "folds": 2, "top_k": 2, "epochs": 1, "batch_size": 8, "lr": 0.003,
         "warmup_epochs": 0.5, "final": "refit", "combine": "auc_weighted", "threads": 1, "augment": "centred",
         "preprocess": {"resize_short": 72, "crop": 64, "train_resize_short": 72, "train_crop": 64},
-        "eval_splits": ["external"], "phone_augment": 0.5, "phone_fraction": 0.5,
+        "eval_splits": ["external"], "phone_augment": 0.5, "phone_fraction": 0.5, "acquisition_jitter": 0.5,
     }
     cfg_path = root / "tiny.yaml"
     cfg_path.write_text(yaml.safe_dump(config))
@@ -161,6 +161,49 @@ def test_config_errors_are_clear(tmp_path):
     with pytest.raises(SystemExit, match="unknown config keys \\['epoch'\\]"):
         train_diag.TrainConfig.load(bad)
     assert train_diag.parse_arch("b=resnet50d.ra2_in1k") == ("b", "resnet50d.ra2_in1k", "resnet50d")
+
+
+def test_config_checks_the_curriculum(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("archs: [resnet18]\naugment_after_auc: 1.5\n")
+    with pytest.raises(SystemExit, match="augment_after_auc must be in"):
+        train_diag.TrainConfig.load(bad)
+    bad.write_text("archs: [resnet18]\nacquisition_jitter: 2\n")
+    with pytest.raises(SystemExit, match="acquisition_jitter is a probability"):
+        train_diag.TrainConfig.load(bad)
+
+
+def test_augmentation_strength_waits_then_ramps():
+    s = train_diag.augment_strength
+    assert [s(e, None, 3) for e in (1, 5, 30)] == [0.0, 0.0, 0.0]       # validation AUC not reached yet
+    assert [round(s(e, 7, 3), 3) for e in (6, 7, 8, 9, 10)] == [0.0, 0.333, 0.667, 1.0, 1.0]
+    assert s(1, 1, 0) == 1.0
+
+
+def test_acquisition_jitter_keeps_lesions_where_they_are():
+    """Jitter changes how the whole image is processed, never where the anatomy is: with the same random
+    draws, the difference a lesion makes stays next to the lesion."""
+    from train._augment import AcquisitionJitter
+
+    rng = np.random.default_rng(0)
+    img = torch.from_numpy(rng.uniform(0.3, 0.6, (1, 96, 96)).astype(np.float32))
+    lesion = img.clone()
+    lesion[0, 40:48, 40:48] += 0.3
+    jitter = AcquisitionJitter(1.0)
+    changed = 0
+    for seed in range(20):
+        torch.manual_seed(seed)
+        a = jitter(img)
+        torch.manual_seed(seed)
+        b = jitter(lesion)
+        assert a.shape == img.shape and 0.0 <= float(a.min()) and float(a.max()) <= 1.0
+        diff = (a - b).abs()[0]
+        far = diff.clone()
+        far[30:58, 30:58] = 0                       # blur / edge enhancement reach a few pixels
+        assert float(far.max()) < 1e-6
+        changed += float((a - img).abs().max()) > 0.01
+    assert changed >= 15                            # p=1: nearly every draw changes the image
+    assert torch.equal(AcquisitionJitter(0.0)(img), img)
 
 
 def test_pretrained_weights_offline(monkeypatch):

@@ -50,6 +50,8 @@ import torch
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+if __package__ in (None, ""):            # run as a script (accelerate launch train/diagnosis.py): find train.*
+    sys.path.insert(0, str(REPO_ROOT))
 LABELS = ("non-AS", "AS")
 
 
@@ -80,6 +82,13 @@ class TrainConfig:
     drop_rate: float = 0.2
     label_smoothing: float = 0.0
     patience: int = 3                    # early stopping: epochs without a better validation AUC
+    acquisition_jitter: float = 0.0      # chance of re-processing a training image as another centre might
+                                         # (gamma, contrast, blur, edge enhancement, noise; train/_augment.py)
+    zoom: float = 0.08                   # "centred" augmentation: random scale within 1 +- zoom (field of view)
+    augment_after_auc: float | None = None  # curriculum: no jitter / phone photos until an epoch's validation AUC
+                                         # reaches this (a network from scratch first has to find the joints)
+    augment_ramp_epochs: int = 0         # then raise them linearly to full strength over this many epochs; the
+                                         # best checkpoint and early stopping only count from full strength on
     phone_augment: float = 0.0           # probability of showing a simulated phone photo of the image instead
     phone_fraction: float = 1.0          # share of training images that get a (precomputed) phone photo
     phone_levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
@@ -130,6 +139,12 @@ class TrainConfig:
             (self.threshold == "youden" or (isinstance(self.threshold, (int, float)) and 0 < self.threshold < 1),
              f"threshold must be 'youden' or a number in (0, 1), got {self.threshold!r}"),
             (0.0 <= self.phone_augment <= 1.0, f"phone_augment is a probability, got {self.phone_augment}"),
+            (0.0 <= self.acquisition_jitter <= 1.0,
+             f"acquisition_jitter is a probability, got {self.acquisition_jitter}"),
+            (0.0 <= self.zoom < 0.5, f"zoom must be in [0, 0.5), got {self.zoom}"),
+            (self.augment_after_auc is None or 0.5 <= self.augment_after_auc < 1.0,
+             f"augment_after_auc must be in [0.5, 1) or null, got {self.augment_after_auc}"),
+            (self.augment_ramp_epochs >= 0, f"augment_ramp_epochs must be >= 0, got {self.augment_ramp_epochs}"),
             (0.0 < self.phone_fraction <= 1.0, f"phone_fraction must be in (0, 1], got {self.phone_fraction}"),
         ]
         for ok, msg in checks:
@@ -224,20 +239,24 @@ def _train_scale(pp: Any, cfg: TrainConfig) -> Any:
     return dataclasses.replace(pp, train_resize_short=pp.resize_short) if cfg.augment == "centred" else pp
 
 
-def centred_transform(pp: Any) -> Any:
-    """Augment around the eval view: small shifts (4 %), zoom (±8 %), rotation, flips, then the eval crop.
+def centred_transform(pp: Any, *, zoom: float = 0.08, jitter: float | torch.nn.Module = 0.0) -> Any:
+    """Augment around the eval view: small shifts (4 %), zoom (± ``zoom``), rotation, flips, the eval crop,
+    then (with chance ``jitter``) re-processing as another centre might (:class:`AcquisitionJitter`).
 
     Input: 1 x H x W float in [0, 1] with short edge ``pp.resize_short`` (cached). Keeps the anatomy where
     the eval crop expects it, unlike the paper's random 224 crop out of a 512 image.
     """
     from torchvision.transforms import v2
 
+    from train._augment import AcquisitionJitter
+
     return v2.Compose([
-        v2.RandomAffine(degrees=pp.rotation_degrees, translate=(0.04, 0.04), scale=(0.92, 1.08),
+        v2.RandomAffine(degrees=pp.rotation_degrees, translate=(0.04, 0.04), scale=(1 - zoom, 1 + zoom),
                         interpolation=v2.InterpolationMode.BILINEAR, fill=0.0),
         v2.RandomHorizontalFlip(pp.hflip),
         v2.RandomVerticalFlip(pp.vflip),
         v2.CenterCrop(pp.crop),
+        jitter if isinstance(jitter, torch.nn.Module) else AcquisitionJitter(jitter),
         _Grey3(),
         v2.Normalize(mean=list(pp.mean), std=list(pp.std)),
     ])
@@ -356,11 +375,15 @@ def fit_one(accelerator: Any, arch: str, cfg: TrainConfig, data: Images, train_i
 
     torch.manual_seed(cfg.seed * 1000 + cfg.archs.index(arch))  # same-arch members still differ
     model = create_model(arch, cfg, log).to(memory_format=torch.channels_last)
+    from train._augment import AcquisitionJitter
+
+    jitter = AcquisitionJitter(cfg.acquisition_jitter)
     if cfg.augment == "centred":
-        transform = centred_transform(dataclasses.replace(pp, crop=size))
+        transform = centred_transform(dataclasses.replace(pp, crop=size), zoom=cfg.zoom, jitter=jitter)
     else:
-        transform = train_transform(dataclasses.replace(pp, train_crop=size))
-    train_loader = torch.utils.data.DataLoader(TrainSet(data, train_idx, transform, cfg.phone_augment),
+        transform = torchvision_compose(train_transform(dataclasses.replace(pp, train_crop=size)), jitter)
+    train_set = TrainSet(data, train_idx, transform, cfg.phone_augment)
+    train_loader = torch.utils.data.DataLoader(train_set,
                                                batch_size=cfg.batch_size, shuffle=True, drop_last=len(train_idx) > cfg.batch_size)
     steps_per_epoch = max(1, math.ceil(len(train_loader) / cfg.grad_accum))
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -373,7 +396,8 @@ def fit_one(accelerator: Any, arch: str, cfg: TrainConfig, data: Images, train_i
         val_loader = accelerator.prepare(val_loader)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
-    state = {"epoch": 0, "best_auc": -1.0, "best_epoch": 0, "history": []}
+    curriculum = cfg.augment_after_auc is not None and val_loader is not None
+    state = {"epoch": 0, "best_auc": -1.0, "best_epoch": 0, "history": [], "augment_from": None if curriculum else 1}
     best_weights = None
     state_file = ckpt / "progress.json"
     if resume and state_file.is_file():
@@ -385,6 +409,8 @@ def fit_one(accelerator: Any, arch: str, cfg: TrainConfig, data: Images, train_i
         log.append(f"{tag}: resumed after epoch {state['epoch']}")
 
     for epoch in range(state["epoch"] + 1, epochs + 1 if not state.get("done") else 0):
+        strength = augment_strength(epoch, state["augment_from"], cfg.augment_ramp_epochs)
+        jitter.p, train_set.phone_p = cfg.acquisition_jitter * strength, cfg.phone_augment * strength
         model.train()
         t0, seen, total_loss = time.perf_counter(), 0, 0.0
         bar = tqdm(train_loader, desc=f"{tag} ep {epoch}/{epochs}", leave=False,
@@ -401,11 +427,16 @@ def fit_one(accelerator: Any, arch: str, cfg: TrainConfig, data: Images, train_i
             total_loss += loss.detach().item() * len(y)
             bar.set_postfix(loss=f"{total_loss / seen:.3f}")
         rec = {"epoch": epoch, "loss": total_loss / max(seen, 1), "seconds": time.perf_counter() - t0,
-               "img_per_s": seen * accelerator.num_processes / (time.perf_counter() - t0)}
+               "img_per_s": seen * accelerator.num_processes / (time.perf_counter() - t0), "augment": strength}
+        counting = strength >= 1.0 or not (cfg.acquisition_jitter or cfg.phone_augment)
         if val_loader is not None:
             p = predict(accelerator, model, val_loader)
             rec["val_auc"] = float(roc_auc_score(data.y[val_idx], p))
-            if rec["val_auc"] > state["best_auc"]:
+            if state["augment_from"] is None and rec["val_auc"] >= cfg.augment_after_auc:
+                state["augment_from"] = epoch + 1
+            if counting and state.get("counting_from") is None:
+                state["counting_from"], state["best_auc"] = epoch, -1.0
+            if (counting or best_weights is None) and rec["val_auc"] > state["best_auc"]:
                 state["best_auc"], state["best_epoch"] = rec["val_auc"], epoch
                 best_weights = {k: v.detach().cpu().clone() for k, v in accelerator.unwrap_model(model).state_dict().items()}
         state["history"].append(rec)
@@ -419,9 +450,11 @@ def fit_one(accelerator: Any, arch: str, cfg: TrainConfig, data: Images, train_i
                 save_file({k: v.contiguous() for k, v in best_weights.items()}, str(ckpt / "best.safetensors"))
             state_file.write_text(json.dumps(state))
         accelerator.wait_for_everyone()
-        if val_loader is not None and epoch - state["best_epoch"] >= cfg.patience:
+        if val_loader is not None and counting and epoch - max(state["best_epoch"], state["counting_from"] - 1) >= cfg.patience:
             accelerator.print(f"{tag}: early stop (no better val AUC for {cfg.patience} epochs)")
             break
+    if curriculum and state["augment_from"] is None:
+        log.append(f"{tag}: validation AUC never reached {cfg.augment_after_auc}; trained without augmentation")
     if accelerator.is_main_process and not state.get("done"):
         state["done"] = True
         ckpt.mkdir(parents=True, exist_ok=True)
@@ -438,6 +471,22 @@ def fit_one(accelerator: Any, arch: str, cfg: TrainConfig, data: Images, train_i
     accelerator.free_memory()
     return {"model": final, "val_prob": val_prob, "best_epoch": state["best_epoch"] or state["epoch"],
             "best_auc": state["best_auc"], "history": state["history"]}
+
+
+def augment_strength(epoch: int, start: int | None, ramp: int) -> float:
+    """How strongly to augment in ``epoch`` (0..1): off before ``start``, then rising over ``ramp`` epochs."""
+    if start is None or epoch < start:
+        return 0.0
+    return min(1.0, (epoch - start + 1) / ramp) if ramp > 0 else 1.0
+
+
+def torchvision_compose(transform: Any, jitter: torch.nn.Module) -> Any:
+    """``transform`` (ending in Normalize) with ``jitter`` applied on the grey image just before normalising."""
+    from torchvision.transforms import v2
+
+    steps = list(transform.transforms)
+    return v2.Compose(steps[:-1] + [jitter, steps[-1]]) if steps and isinstance(steps[-1], v2.Normalize) \
+        else v2.Compose(steps)
 
 
 def _predict_plain(model: torch.nn.Module, loader: Any) -> np.ndarray:
@@ -627,7 +676,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     # 10. publish
     if args.push_to_hub and accelerator.is_main_process:
         try:
-            sys.path.insert(0, str(REPO_ROOT))
             from train.publish import publish
         except ImportError as exc:
             raise SystemExit(f"--push-to-hub needs train/publish.py ({exc})") from exc

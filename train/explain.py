@@ -9,7 +9,8 @@
    cluster's global importance is the mean of what it received. Written to ``--out`` as
    ``normlime.safetensors`` + ``normlime.json``: what ``as_ai.explain.normlime(d, image, OUT)`` needs.
 2. **Faithfulness** (``--faithfulness K``): on K AS phantoms of ``--faith-split`` (default the
-   external centres), per method (Grad-CAM, LIME, NormLIME and a random ranking): the deletion-curve
+   external centres), per method (Grad-CAM, LIME, NormLIME; baselines: superpixels and single pixels in
+   random order): the deletion-curve
    AUC (P(AS) as the top-ranked pixels are blurred away; lower = more faithful) and the SI-joint hit
    rate (the strongest region lies in an SI-joint ROI, ``meta["rois"]``), with the hit rate a random
    point would have. Written to ``--out/faithfulness.json`` and printed.
@@ -68,7 +69,7 @@ def faithfulness(diagnoser, rows: Sequence[dict], normlime, *, num_samples: int,
     from as_ai import _lime, explain as ex
     from as_ai.imaging import load_radiograph
 
-    methods = ("gradcam", "lime", "normlime", "random")
+    methods = ("gradcam", "lime", "normlime", "random_regions", "random_pixels")
     aucs: dict[str, list[float]] = {m: [] for m in methods}
     hits: dict[str, list[bool]] = {m: [] for m in methods}
     chance, times = [], {m: [] for m in methods}
@@ -89,14 +90,20 @@ def faithfulness(diagnoser, rows: Sequence[dict], normlime, *, num_samples: int,
             maps["normlime"] = ex._superpixel_explanation("normlime", setup, normlime.combine(w, f), 0.0, 0.0, {}).heatmap
         seen = ex.to_input_grid(np.ones((setup.preprocess.crop,) * 2, np.float32), rg.shape, setup.preprocess,
                                 mode="nearest") > 0.5
-        maps["random"] = np.where(seen, rng.random(rg.shape), 0.0)
+        # baselines: superpixels (the regions LIME ranks) in random order, which removes compact regions
+        # like the methods do; and single pixels in random order, which sprinkles blurred dots all over
+        # (a different kind of damage: reported, but not the yardstick)
+        maps["random_regions"] = ex.to_input_grid(rng.random(int(setup.segments.max()) + 1)[setup.segments],
+                                                  rg.shape, setup.preprocess, mode="nearest")
+        maps["random_pixels"] = np.where(seen, rng.random(rg.shape), 0.0)
         box = np.zeros(rg.shape, bool)
         for k in ("sij_left", "sij_right"):
             x0, y0, x1, y1 = rois[k]
             box[y0:y1, x0:x1] = True
         chance.append(float((box & seen).sum() / seen.sum()))
         for m, hm in maps.items():
-            aucs[m].append(ex.deletion_curve(diagnoser, rg, None if m == "random" else hm, steps=steps, seed=seed + i).auc)
+            aucs[m].append(ex.deletion_curve(diagnoser, rg, None if m == "random_pixels" else hm, steps=steps,
+                                             seed=seed + i).auc)
             hits[m].append(ex.si_joint_hit(hm, rois))
     return {
         "n_images": len(rows), "num_samples": num_samples, "deletion_steps": steps,
@@ -105,7 +112,8 @@ def faithfulness(diagnoser, rows: Sequence[dict], normlime, *, num_samples: int,
         "si_joint_chance_rate": float(np.mean(chance)),
         "seconds_per_image": {m: float(np.mean(v)) for m, v in times.items() if v},
         "note": "phantom radiographs and a phantom-trained model (synthetic); lower deletion AUC = more faithful; "
-                "random = pixels ranked at random",
+                "random_regions = LIME's superpixels ranked at random (the baseline a method should beat), "
+                "random_pixels = single pixels ranked at random",
     }
 
 

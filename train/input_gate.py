@@ -122,6 +122,27 @@ def store_gate(model_dir: Path, gate) -> dict[str, Any]:
     return entry
 
 
+def record_evaluation(model_dir: Path, report: dict[str, Any], *, command: str) -> None:
+    """Keep the gate's headline measures in ``as_ai.json`` and re-render the model card with them."""
+    cfg_path = model_dir / CONFIG_NAME
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    summary: dict[str, Any] = {"command": command}
+    for split in ("external", "external_phone"):
+        if split in report:
+            summary[f"{split}_false_abstain_rate"] = report[split]["false_abstain_rate"]
+            summary[f"{split}_n"] = report[split]["n"]
+    if "ood" in report:
+        summary["ood_abstain_rate"] = report["ood"]["abstain_rate"]
+        summary["ood_n"] = report["ood"]["n"]
+        summary["ood_by_category"] = report["ood"]["by_category"]
+    cfg["input_gate"]["evaluation"] = summary
+    cfg_path.write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+    if (model_dir / "README.md").is_file() and "training" in cfg:   # a card train/diagnosis.py rendered
+        from train.diagnosis import render_card
+
+        (model_dir / "README.md").write_text(render_card(cfg), encoding="utf-8")
+
+
 def evaluate(diagnoser, gate, data: Path, *, ood_variants: int = 4) -> dict[str, Any]:
     """False-abstain rates on external phantoms / phone photos and abstain rates on the OOD set."""
     from train._ood import ood_images
@@ -198,6 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"held-out abstain rate {entry['heldout_abstain_rate']:.3f}")
     report = evaluate(diagnoser, gate, args.data)
     report["seconds"] = round(time.perf_counter() - t0, 1)
+    if not args.evaluate_only:
+        record_evaluation(args.model, report, command=" ".join(["python -m train.input_gate", *map(str, argv or sys.argv[1:])]))
     text = json.dumps(report, indent=2)
     print(text)
     if args.report:

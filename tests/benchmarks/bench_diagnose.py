@@ -16,12 +16,23 @@ Both sides run in the same process on the same model (the bundled demo ensemble)
 
 Printed: median seconds per image and speed-ups (naive / as-ai), measured side by side in this run.
 Nothing is asserted about time (shared CI machines); the probabilities of both paths are checked equal.
+
+Also the peak resident memory (VmHWM; ``ru_maxrss`` off Linux) of a fresh process that imports as_ai and
+diagnoses one such PNG with the bundled demo model, beside a fresh process that only imports as_ai and torch.
+
+Recorded in runs/bench.json (see conftest.py): ``diagnose_latency_ms`` (``diagnose()`` with input checks,
+baseline naive), ``diagnose_speedup_vs_naive``, ``diagnose_model_path_ms``, ``diagnose_batch_images_per_s``
+(``diagnose_batch``, baseline naive), ``peak_rss_mb_diagnose`` (baseline: import only).
 """
 from __future__ import annotations
 
+import os
 import statistics
+import subprocess
+import sys
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -104,7 +115,7 @@ def pngs(tmp_path_factory):
     return paths
 
 
-def test_single_image_latency(diagnoser, pngs):
+def test_single_image_latency(diagnoser, pngs, record):
     path = pngs[0]
     t = _timed({"naive": _contiguous(diagnoser, lambda: _naive(diagnoser, path)),
                 "model": lambda: diagnoser.predict_proba([path]),
@@ -115,9 +126,15 @@ def test_single_image_latency(diagnoser, pngs):
           f"{torch.get_num_threads()}] naive {t['naive'] * 1e3:.0f} ms | as-ai model path {t['model'] * 1e3:.0f} ms "
           f"({t['naive'] / t['model']:.2f}x) | as-ai diagnose() with input checks {t['full'] * 1e3:.0f} ms "
           f"({t['naive'] / t['full']:.2f}x)")
+    naive = "naive script: per member, PIL decode + resize + crop, eager, contiguous"
+    record("diagnose_latency_ms", t["full"] * 1e3, "ms", baseline=t["naive"] * 1e3, ratio=t["naive"] / t["full"],
+           ratio_is="speed-up (baseline/value)", baseline_is=naive)
+    record("diagnose_speedup_vs_naive", t["naive"] / t["full"], "x", baseline_is=naive)
+    record("diagnose_model_path_ms", t["model"] * 1e3, "ms", baseline=t["naive"] * 1e3,
+           ratio=t["naive"] / t["model"], ratio_is="speed-up (baseline/value)", baseline_is=naive)
 
 
-def test_batch_throughput(diagnoser, pngs):
+def test_batch_throughput(diagnoser, pngs, record):
     t = _timed({"naive": _contiguous(diagnoser, lambda: [_naive(diagnoser, p) for p in pngs]),
                 "model": lambda: diagnoser.predict_proba(pngs, batch_size=16),
                 "full": lambda: diagnoser.diagnose_batch(pngs, batch_size=16)}, 3)
@@ -125,3 +142,46 @@ def test_batch_throughput(diagnoser, pngs):
     print(f"\n[batch of {n} x 2000x2000 16-bit PNG] naive {n / t['naive']:.1f} img/s | as-ai model path "
           f"{n / t['model']:.1f} img/s ({t['naive'] / t['model']:.2f}x) | as-ai diagnose_batch with input checks "
           f"{n / t['full']:.1f} img/s ({t['naive'] / t['full']:.2f}x)")
+    record("diagnose_batch_images_per_s", n / t["full"], "images/s", baseline=n / t["naive"],
+           ratio=t["naive"] / t["full"], ratio_is="speed-up (value/baseline)",
+           baseline_is=f"naive script, {n} images one at a time")
+
+
+# The child's own peak: VmHWM of its address space (Linux). Not ru_maxrss there: Linux carries the larger of
+# the parent's and the child's peak across fork + exec into ru_maxrss, so a child of this (big) pytest process
+# would report the parent's size. ru_maxrss elsewhere (KiB on most systems, bytes on macOS).
+_PEAK_RSS = """
+import os, resource, sys, warnings
+warnings.simplefilter("ignore")
+import as_ai, torch
+if len(sys.argv) > 1:
+    as_ai.diagnose(sys.argv[1], model=sys.argv[2])
+try:
+    hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
+    print(int(hwm.split()[1]) / 1024)
+except OSError:
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(kb / 2**20 if sys.platform == "darwin" else kb / 1024)
+"""
+
+
+def _peak_rss_mb(*args: str) -> float:
+    """Peak resident memory (MiB) of a fresh ``python -c _PEAK_RSS *args`` process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AS_AI_")}
+    out = subprocess.run([sys.executable, "-c", _PEAK_RSS, *args], env=dict(env, HF_HUB_OFFLINE="1"),
+                         cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, check=True)
+    return float(out.stdout.split()[-1])
+
+
+def test_peak_rss_of_one_diagnosis(pngs, record):
+    model = str(hub.DEMO_DIR / "diagnosis")
+    base, diag = [], []
+    for _ in range(2):  # alternated; the larger of each (a peak)
+        base.append(_peak_rss_mb())
+        diag.append(_peak_rss_mb(str(pngs[0]), model))
+    print(f"\n[peak RSS, fresh process] import as_ai + torch {max(base):.0f} MiB | + diagnose one 2000x2000 "
+          f"16-bit PNG with the demo model {max(diag):.0f} MiB ({max(diag) / max(base):.2f}x, "
+          f"+{max(diag) - max(base):.0f} MiB)")
+    assert max(diag) > max(base) > 0
+    record("peak_rss_mb_diagnose", max(diag), "MiB", baseline=max(base), ratio_is="value/baseline",
+           baseline_is="fresh process that only imports as_ai and torch")

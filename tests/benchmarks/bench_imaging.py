@@ -1,6 +1,7 @@
 """Benchmarks for image loading and model-input batching (``make bench``; not part of ``make test``).
 
-Prints ratios measured side by side in one run; asserts nothing about time.
+Prints ratios measured side by side in one run; asserts nothing about time. Recorded in runs/bench.json:
+``model_input_batch16_ms``, ``load_radiograph_png16_ms``, ``load_radiograph_dicom_uncompressed_ms``.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def _best(fns: dict, repeat: int = 7) -> dict:
     return {name: min(ts) for name, ts in times.items()}
 
 
-def test_bench_batched_model_input_vs_per_image_paths():
+def test_bench_batched_model_input_vs_per_image_paths(record):
     import torch
     from PIL import Image
     from torchvision import transforms as T
@@ -49,9 +50,11 @@ def test_bench_batched_model_input_vs_per_image_paths():
     batched, per_image, pil_round_trip = t["batched"], t["per_image"], t["pil"]
     print(f"\n16 images 1500×1200 -> 16×3×224×224, 1 thread: to_model_input {batched * 1e3:.1f} ms; "
           f"per-image eval_transform ×{per_image / batched:.2f}; PIL round trip ×{pil_round_trip / batched:.2f}")
+    record("model_input_batch16_ms", batched * 1e3, "ms", baseline=per_image * 1e3, ratio=per_image / batched,
+           ratio_is="speed-up (baseline/value)", baseline_is="per-image eval_transform, stacked (best of 7)")
 
 
-def test_bench_loading_formats():
+def test_bench_loading_formats(record):
     arr = (phantom(2000, 1600).astype(np.uint16) * 257)
     png16 = encode(arr, "PNG")
     jpeg = encode((arr >> 8).astype(np.uint8), "JPEG", quality=90)
@@ -63,3 +66,6 @@ def test_bench_loading_formats():
     base = rows.pop("array")
     print(f"\nload_radiograph, ~3.2 Mpx: uint16 array {base * 1e3:.1f} ms; "
           + "; ".join(f"{k} ×{v / base:.1f}" for k, v in rows.items()))
+    for fmt in ("png16", "dicom_uncompressed"):
+        record(f"load_radiograph_{fmt}_ms", rows[fmt] * 1e3, "ms", baseline=base * 1e3, ratio_is="value/baseline",
+               baseline_is="load_radiograph of a 2000x1600 uint16 array (best of 3)")

@@ -6,12 +6,14 @@ Each figure is measured side by side with its baseline in the same run and print
 * /diagnose and /triage latency through ``gradio_client`` (HTTP, queue, JSON) vs the library call on
   the same input in this process: what serving adds per request.
 
+Recorded in runs/bench.json: ``space_cold_start_s``, ``space_diagnose_p50_ms``, ``space_diagnose_gradcam_p50_ms``,
+``space_triage_p50_ms`` (each value/baseline: what serving adds). Concurrent clients: bench_space_load.py.
+
 Run: ``.venv/bin/python -m pytest -q -m benchmark tests/benchmarks/bench_space.py -s``
 """
 from __future__ import annotations
 
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,24 +27,10 @@ pytestmark = pytest.mark.benchmark
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
+from _space_server import SpaceServer, percentile, space_env, start_space  # noqa: E402
 from test_space_handlers import load_space_app, valid_patient  # noqa: E402
 
 N_REQUESTS = 20
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _env(**extra: str) -> dict[str, str]:
-    return dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", **extra)
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 def _library_cold_start(image: str) -> float:
@@ -52,34 +40,23 @@ def _library_cold_start(image: str) -> float:
             "Triager.from_pretrained(default_model_id('triage')); "
             f"as_ai.diagnose({image!r})")
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_env(), check=True, capture_output=True)
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=space_env(), check=True, capture_output=True)
     return time.perf_counter() - t0
 
 
-def _space_cold_start(image: str) -> tuple[float, subprocess.Popen, str]:
+def _space_cold_start(image: str, log: Path) -> tuple[float, SpaceServer]:
     """Seconds from starting ``python space/app.py`` to the first /diagnose answer; the server keeps running."""
     from gradio_client import Client, handle_file
 
-    port = _free_port()
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "space" / "app.py")], cwd=ROOT,
-                            env=_env(GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port)),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/"
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"space/app.py exited with {proc.returncode}")
-        if time.perf_counter() - t0 > 300:
-            proc.kill()
-            raise RuntimeError("space/app.py did not serve within 300 s")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            time.sleep(0.2)
-    client = Client(url, verbose=False, download_files=False)
-    client.predict(handle_file(image), "None", api_name="/diagnose")
-    return time.perf_counter() - t0, proc, url
+    server = start_space(log, wait=False)
+    try:
+        server.wait_until_serving(300)
+        client = Client(server.url, verbose=False, download_files=False)
+        client.predict(handle_file(image), "None", api_name="/diagnose")
+    except BaseException:
+        server.stop()
+        raise
+    return time.perf_counter() - server.started, server
 
 
 def _time_pair(served, direct, n: int) -> tuple[list[float], list[float]]:
@@ -93,7 +70,7 @@ def _time_pair(served, direct, n: int) -> tuple[list[float], list[float]]:
     return a, b
 
 
-def test_space_cold_start_and_latency(tmp_path):
+def test_space_cold_start_and_latency(tmp_path, record):
     from gradio_client import Client, handle_file
 
     app = load_space_app()
@@ -103,9 +80,9 @@ def test_space_cold_start_and_latency(tmp_path):
     image = app.make_examples(tmp_path)[0][0]
 
     lib_cold = _library_cold_start(image)
-    space_cold, proc, url = _space_cold_start(image)
-    try:
-        client = Client(url, verbose=False, download_files=False)
+    space_cold, server = _space_cold_start(image, tmp_path / "server.log")
+    with server:
+        client = Client(server.url, verbose=False, download_files=False)
         patient = valid_patient(models)
         form = {k: ("" if v is None else v) for k, v in patient.items()}
         rows = []
@@ -121,10 +98,7 @@ def test_space_cold_start_and_latency(tmp_path):
         ]:
             served(), direct()  # warm-up
             s, d = _time_pair(served, direct, N_REQUESTS)
-            rows.append((name, statistics.median(s), _percentile(s, 0.95), statistics.median(d)))
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+            rows.append((name, statistics.median(s), percentile(s, 0.95), statistics.median(d)))
 
     print(f"\nSpace benchmarks ({os.cpu_count()} CPUs visible; {N_REQUESTS} sequential requests each)")
     print(f"  space_cold_start_s   {space_cold:8.2f}   library process baseline {lib_cold:6.2f} s   "
@@ -133,3 +107,15 @@ def test_space_cold_start_and_latency(tmp_path):
         print(f"  {name:<18} p50 {p50:8.1f} ms  p95 {p95:8.1f} ms   library call {lib:7.1f} ms   "
               f"ratio {p50 / lib:5.2f}")
     assert space_cold > 0 and all(r[1] > 0 for r in rows)
+    record("space_cold_start_s", space_cold, "s", baseline=lib_cold, ratio_is="value/baseline",
+           baseline_is="fresh library process: import as_ai, load both models, diagnose the same image")
+    by_name = {r[0]: r for r in rows}
+    for metric, row, baseline_is in [
+        ("space_diagnose_p50_ms", "diagnose", "library call diagnoser(image) in this process (p50)"),
+        ("space_diagnose_gradcam_p50_ms", "diagnose+gradcam", "library call with explain='gradcam' (p50)"),
+        # the Space draws each risk plot once per pair of groups and reuses it, so the library call alone
+        ("space_triage_p50_ms", "triage", "library triage call in this process (p50; the Space reuses its plots)"),
+    ]:
+        _, p50, _, lib = by_name[row]
+        record(metric, p50, "ms", baseline=lib, ratio_is="value/baseline",
+               baseline_is=f"{baseline_is}; {N_REQUESTS} sequential requests")

@@ -7,7 +7,9 @@ Printed, measured in this run:
   with the split into anatomy / lesions / acquisition;
 - writing a dataset at 512 px with 1 and with 2 worker processes side by side (speed-up), and the
   time for ``AS_AI_BENCH_SYNTH_N`` images (default 3000) on 2 workers against the 5-minute goal.
-Asserts nothing about time (shared machines); checks the dataset is complete.
+Asserts nothing about time (shared machines); checks the dataset is complete. Recorded in runs/bench.json:
+``synth_phantoms_per_s_one_core``, ``synth_images_per_s`` (2 workers, baseline 1 worker) and
+``synth_dataset_images_per_s`` (the full dataset; no baseline).
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ def _one_thread():
     return threadpool_limits(1)
 
 
-def test_phantoms_per_second_one_core():
+def test_phantoms_per_second_one_core(record):
     lim = _one_thread()
     try:
         pelvis.sample(0, size=512)
@@ -67,9 +69,10 @@ def test_phantoms_per_second_one_core():
           f"{1 / dc:.2f}/s of CPU time ({dc * 1000:.0f} ms; wall > CPU means the core is shared); "
           f"goal 8/s -> ratio {1 / dt / 8:.2f} wall, {1 / dc / 8:.2f} CPU; stages: anatomy {t_an * 1000:.0f} ms, "
           f"lesions {t_les * 1000:.0f} ms, acquisition {t_acq * 1000:.0f} ms")
+    record("synth_phantoms_per_s_one_core", 1 / dt, "phantoms/s", baseline_is="none (goal: 8/s at 512 px)")
 
 
-def test_dataset_throughput(tmp_path):
+def test_dataset_throughput(tmp_path, record):
     n_full = int(os.environ.get("AS_AI_BENCH_SYNTH_N", "3000"))
     n_small = max(10, n_full // 20)
     # side by side: the same small dataset with 1 and 2 workers
@@ -84,6 +87,7 @@ def test_dataset_throughput(tmp_path):
     assert [p.read_bytes() for p in a] == [p.read_bytes() for p in b]  # same bytes whatever the workers
     print(f"\n[synth] {n_small + 2} images at 512 px: 1 worker {t1:.1f} s, 2 workers {t2:.1f} s "
           f"-> speed-up {t1 / t2:.2f}x")
+    n_small_imgs = n_small + 2  # train + 1 external + its phone photo
     # the full dataset (train n, external n/5, phone photos of the external images)
     n_train = int(round(n_full / 1.2))
     t0 = time.perf_counter()
@@ -101,3 +105,7 @@ def test_dataset_throughput(tmp_path):
           f"(incl. its share of phone photos and PNG/JPEG encoding) -> on 2 free cores {cpu * 3000 / n_imgs / 2:.0f} s "
           f"for 3000")
     assert np.isfinite(tf)
+    record("synth_images_per_s", n_small_imgs / t2, "images/s", baseline=n_small_imgs / t1, ratio=t1 / t2,
+           ratio_is="speed-up (value/baseline)", baseline_is=f"the same {n_small_imgs} images with 1 worker")
+    record("synth_dataset_images_per_s", n_imgs / tf, "images/s",
+           baseline_is=f"none ({n_imgs} images + phone photos on 2 workers; goal: 3000 in 300 s)")

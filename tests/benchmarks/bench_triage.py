@@ -1,7 +1,8 @@
 """Triage latency: one patient (goal <= 10 ms p50) and 1,000 patients, each beside a naive baseline.
 
 Run: ``.venv/bin/python -m pytest -m benchmark -s tests/benchmarks/bench_triage.py``. Prints timings and
-ratios measured side by side in one run (no timed assertions).
+ratios measured side by side in one run (no timed assertions). Recorded in runs/bench.json: ``triage_ms``
+(p50 wall, complete record) and ``triage_1000_patients_ms`` (``predict_frame``), each beside the baseline.
 
 Baseline ("naive"): what a caller without the library's batched path would do — for each patient, build a
 one-row array and call the two scikit-learn pipelines (imputer included) directly.
@@ -44,7 +45,7 @@ def _side_by_side(fns: dict, reps: int) -> dict[str, dict[str, float]]:
 
 
 @pytest.mark.benchmark
-def test_triage_latency():
+def test_triage_latency(record):
     warnings.simplefilter("ignore", SyntheticModelWarning)
     tr = Triager.from_pretrained(DEMO)
     frame = make_cohort(1000, seed=42)[tr.schema.names]
@@ -62,9 +63,11 @@ def test_triage_latency():
     triage(patient, model=DEMO)  # load and cache
     load = os.getloadavg()[0]
     print(f"\ntriage latency ({DEMO.name} demo model; load average {load:.1f} on {os.cpu_count()} CPUs)")
+    one = {}
     for label, p in (("complete record", patient), (f"{imputable} missing", partial)):
         r = _side_by_side({"triage": lambda: triage(p, model=DEMO), "naive": lambda: naive_one(p)}, 300)
         t, n = r["triage"], r["naive"]
+        one.setdefault("complete", (t, n))
         print(f"  1 patient, {label:18s} triage() p50 {t['wall50']:6.2f} ms wall (p90 {t['wall90']:6.2f}), "
               f"{t['cpu50']:6.2f} ms CPU | naive pipelines p50 {n['wall50']:6.2f} ms wall, {n['cpu50']:6.2f} ms CPU"
               f" | naive/triage {n['wall50'] / t['wall50']:4.2f}x wall, {n['cpu50'] / t['cpu50']:4.2f}x CPU"
@@ -82,3 +85,9 @@ def test_triage_latency():
     print(f"  1,000 patients ({int(frame.isna().any(axis=1).sum())} with a missing value): predict_frame "
           f"{t_batch * 1e3:7.1f} ms | triage() loop {t_loop * 1e3:7.1f} ms ({t_loop / t_batch:5.1f}x) | "
           f"naive per-patient pipelines {t_naive * 1e3:7.1f} ms ({t_naive / t_batch:5.1f}x)")
+    t, n = one["complete"]
+    record("triage_ms", t["wall50"], "ms", baseline=n["wall50"], ratio=n["wall50"] / t["wall50"],
+           ratio_is="speed-up (baseline/value)",
+           baseline_is="naive: one-row array into the two scikit-learn pipelines, no validation (p50, complete record)")
+    record("triage_1000_patients_ms", t_batch * 1e3, "ms", baseline=t_naive * 1e3, ratio=t_naive / t_batch,
+           ratio_is="speed-up (baseline/value)", baseline_is="naive per-patient pipelines, 1,000 patients")

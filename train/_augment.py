@@ -1,0 +1,54 @@
+"""Acquisition jitter: training-time changes that mimic how hospitals' radiographs differ.
+
+The bundled demo ensemble is trained on one centre only. External centres differ in processing curve
+(gamma, contrast), dose (noise), detector sharpness (blur), edge enhancement and field of view
+(``as_ai.synthetic._acquisition.CENTRES``). A model that has only seen one centre reads a noisier or blurrier
+image as "joint margins blurred" — the sign of early sacroiliitis — and its scores shift from centre to
+centre. Showing it randomly re-processed copies of its training images teaches it to ignore these
+global differences, while the lesions (local changes) stay as they are.
+"""
+from __future__ import annotations
+
+import torch
+from torchvision.transforms.v2 import functional as F
+
+
+class AcquisitionJitter(torch.nn.Module):
+    """Randomly re-process a 1 x H x W image in [0, 1] as another centre might have.
+
+    ``p`` is the chance that an image is jittered at all; each effect then has its own chance.
+    The ranges cover the external centres of the data engine with some margin:
+    gamma x0.7-1.45, contrast x0.8-1.25, brightness +-0.06, blur sigma 0.3-1.3 px, edge enhancement
+    gain 0.2-0.8, additive noise sigma 0.005-0.04 (at the cached 384-px scale).
+    """
+
+    def __init__(self, p: float = 0.8) -> None:
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p is a probability, got {p}")
+        self.p = p
+
+    @staticmethod
+    def _u(lo: float, hi: float) -> float:
+        return lo + (hi - lo) * float(torch.rand(()))
+
+    def _chance(self, q: float) -> bool:
+        return float(torch.rand(())) < q
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p == 0.0 or not self._chance(self.p):
+            return x
+        u = self._u
+        if self._chance(0.7):                                   # processing curve
+            x = x.clamp(0, 1) ** float(torch.exp(torch.empty(()).uniform_(-0.36, 0.37)))
+        if self._chance(0.5):                                   # window / contrast
+            x = (x - 0.5) * u(0.8, 1.25) + 0.5 + u(-0.06, 0.06)
+        if self._chance(0.5):                                   # detector blur
+            s = u(0.3, 1.3)
+            x = F.gaussian_blur(x, [2 * int(3 * s) + 1] * 2, [s, s])
+        if self._chance(0.3):                                   # edge enhancement
+            s = u(1.5, 3.0)
+            x = x + u(0.2, 0.8) * (x - F.gaussian_blur(x, [2 * int(3 * s) + 1] * 2, [s, s]))
+        if self._chance(0.6):                                   # quantum noise
+            x = x + torch.randn_like(x) * u(0.005, 0.04)
+        return x.clamp(0, 1)
