@@ -403,6 +403,7 @@ def fit_one(accelerator: Any, arch: str, cfg: TrainConfig, data: Images, train_i
     if resume and state_file.is_file():
         accelerator.load_state(str(ckpt / "last"))
         state = json.loads(state_file.read_text())
+        state.setdefault("augment_from", None if curriculum else 1)   # checkpoints from before the curriculum
         if (ckpt / "best.safetensors").is_file():
             from safetensors.torch import load_file
             best_weights = load_file(str(ckpt / "best.safetensors"))
