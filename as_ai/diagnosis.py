@@ -294,6 +294,18 @@ class Diagnoser:
         """True when the repository says it was trained on synthetic (phantom) data."""
         return bool(self.config.get("training", {}).get("synthetic", False))
 
+    @property
+    def photo_caution(self) -> str:
+        """What a result on a photo of a screen carries: photos are read less reliably, with this model's
+        own figures when its evaluation measured them (external phantoms vs phone photos of them)."""
+        m = self.config.get("metrics", {})
+        clean = m.get("external", {}).get("true", {}).get("auc")
+        phone = m.get("external_phone", {}).get("true", {}).get("auc")
+        measured = (f" (in this model's evaluation: AUC {phone:.2f} on phone photos against {clean:.2f} on the "
+                    "original files)") if clean is not None and phone is not None else ""
+        return ("This looks like a photo of a screen. The model reads photos less reliably than the original "
+                f"file{measured}; use the original DICOM or PNG when you can.")
+
     def model_input(self, images: Sequence[Radiograph | np.ndarray]) -> dict[int, torch.Tensor]:
         """Preprocess radiographs into one channels-last batch per member input size (size -> N×3×s×s)."""
         return {s: to_model_input(images, pp).contiguous(memory_format=torch.channels_last)
@@ -406,9 +418,11 @@ class Diagnoser:
         out = []
         for i, (rg, p, mp) in enumerate(zip(rgs, probs, member_probs)):
             named = {n: float(v) for n, v in zip(self.ensemble.names, mp)}
+            photo = photo_jobs[i].result()
+            notes = list(rg.warnings) + ([self.photo_caution] if photo is not None and photo.is_photo else [])
             check = build_check(gate=self.gate, features=None if feats is None else feats[i],
-                                photo=photo_jobs[i].result(), member_probs=named,
-                                threshold=self.threshold, extra_reasons=rg.warnings, pixels=rg.pixels)
+                                photo=photo, member_probs=named,
+                                threshold=self.threshold, extra_reasons=notes, pixels=rg.pixels)
             label = INDETERMINATE if not check.in_distribution else ("AS" if p >= self.threshold else "non-AS")
             out.append(Diagnosis(
                 probability=float(p), label=label, threshold=self.threshold,

@@ -146,6 +146,17 @@ def test_demo_model_reads_an_unseen_centre_phantom_and_its_photo():
     assert d(photo).check.photo.is_photo
 
 
+def test_a_photo_of_a_screen_is_read_with_a_caution_that_quotes_the_model():
+    d = _demo()
+    img = pelvis.sample(4242, center="C", size=384).image
+    photo = photograph(to_display(img), level=2, seed=1)
+    m = d.config["metrics"]
+    phone, clean = m["external_phone"]["true"]["auc"], m["external"]["true"]["auc"]
+    said = " ".join(d(photo).check.reasons)
+    assert "photo of a screen" in said and f"AUC {phone:.2f} on phone photos against {clean:.2f}" in said
+    assert "photo of a screen" not in " ".join(d(img).check.reasons)
+
+
 # ------------------------------------------------------------------------------------- photo quality
 def test_clean_radiograph_has_no_photo_issues():
     pc = check_photo(load_radiograph(phantom(3, size=384)).pixels)
