@@ -180,6 +180,32 @@ def test_augmentation_strength_waits_then_ramps():
     assert s(1, 1, 0) == 1.0
 
 
+def test_curriculum_waits_for_validation_auc_and_the_refit_follows_the_folds(tmp_path):
+    rng = np.random.default_rng(1)
+    _write_split(tmp_path / "data" / "train", 24, rng)
+    config = {
+        "name": "curriculum", "archs": ARCHS[:1], "folds": 2, "top_k": 1, "epochs": 3, "batch_size": 8,
+        "lr": 0.003, "warmup_epochs": 0.5, "final": "refit", "threads": 1, "augment": "centred",
+        "preprocess": {"resize_short": 72, "crop": 64, "train_resize_short": 72, "train_crop": 64},
+        "eval_splits": [], "acquisition_jitter": 0.5, "augment_after_auc": 0.5, "augment_ramp_epochs": 1,
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    assert train_diag.main(["--config", str(tmp_path / "c.yaml"), "--data", str(tmp_path / "data"),
+                            "--out", str(tmp_path / "run")]) == 0
+    ckpt = tmp_path / "run" / "checkpoints" / ARCHS[0]
+    starts = []
+    for fold in ("fold0", "fold1"):
+        state = json.loads((ckpt / fold / "progress.json").read_text())
+        for rec in state["history"]:  # no augmentation before the validation AUC was reached, then the ramp
+            assert rec["augment"] == train_diag.augment_strength(rec["epoch"], state["augment_from"], 1)
+            if state["augment_from"] is not None and rec["epoch"] < state["augment_from"]:
+                assert rec["augment"] == 0.0
+        if state["augment_from"] is not None:
+            starts.append(state["augment_from"])
+    final = json.loads((ckpt / "final" / "progress.json").read_text())
+    assert final["augment_from"] == (int(np.median(starts)) if starts else 1)
+
+
 def test_acquisition_jitter_keeps_lesions_where_they_are():
     """Jitter changes how the whole image is processed, never where the anatomy is: with the same random
     draws, the difference a lesion makes stays next to the lesion."""

@@ -366,8 +366,12 @@ def predict(accelerator: Any, model: torch.nn.Module, loader: Any) -> np.ndarray
 
 def fit_one(accelerator: Any, arch: str, cfg: TrainConfig, data: Images, train_idx: np.ndarray,
             val_idx: np.ndarray | None, *, size: int, pp: Any, epochs: int, ckpt: Path, resume: bool,
-            log: list[str], tag: str) -> dict[str, Any]:
-    """Train one model; with ``val_idx``, early-stop on validation AUC and return the best weights."""
+            log: list[str], tag: str, augment_from: int = 1) -> dict[str, Any]:
+    """Train one model; with ``val_idx``, early-stop on validation AUC and return the best weights.
+
+    Without ``val_idx`` the curriculum has no validation AUC to wait for: augmentation starts at epoch
+    ``augment_from`` (the refit passes the folds' median).
+    """
     from sklearn.metrics import roc_auc_score
     from tqdm.auto import tqdm
 
@@ -397,13 +401,14 @@ def fit_one(accelerator: Any, arch: str, cfg: TrainConfig, data: Images, train_i
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
 
     curriculum = cfg.augment_after_auc is not None and val_loader is not None
-    state = {"epoch": 0, "best_auc": -1.0, "best_epoch": 0, "history": [], "augment_from": None if curriculum else 1}
+    state = {"epoch": 0, "best_auc": -1.0, "best_epoch": 0, "history": [],
+             "augment_from": None if curriculum else augment_from}
     best_weights = None
     state_file = ckpt / "progress.json"
     if resume and state_file.is_file():
         accelerator.load_state(str(ckpt / "last"))
         state = json.loads(state_file.read_text())
-        state.setdefault("augment_from", None if curriculum else 1)   # checkpoints from before the curriculum
+        state.setdefault("augment_from", None if curriculum else augment_from)   # checkpoints from before the curriculum
         if (ckpt / "best.safetensors").is_file():
             from safetensors.torch import load_file
             best_weights = load_file(str(ckpt / "best.safetensors"))
@@ -471,7 +476,7 @@ def fit_one(accelerator: Any, arch: str, cfg: TrainConfig, data: Images, train_i
         val_prob = _predict_plain(final, ev)
     accelerator.free_memory()
     return {"model": final, "val_prob": val_prob, "best_epoch": state["best_epoch"] or state["epoch"],
-            "best_auc": state["best_auc"], "history": state["history"]}
+            "best_auc": state["best_auc"], "history": state["history"], "augment_from": state["augment_from"]}
 
 
 def augment_strength(epoch: int, start: int | None, ramp: int) -> float:
@@ -596,7 +601,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             oof[va] = r["val_prob"]
             train_seconds += _seconds(r["history"], len(tr))
             results.append({**fold_metrics(train.y[va], r["val_prob"]), "best_epoch": r["best_epoch"],
-                            "history": r["history"], "model": r["model"]})
+                            "history": r["history"], "model": r["model"],
+                            "augment_from": r["augment_from"]})
         aucs = [r["auc"] for r in results]
         cv[arch] = {"oof": oof, "folds": results, "mean_auc": float(np.mean(aucs)), "std_auc": float(np.std(aucs))}
         accelerator.print(f"{arch}: CV AUC {np.mean(aucs):.4f} ± {np.std(aucs):.4f}")
@@ -613,8 +619,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             members[arch] = max(cv[arch]["folds"], key=lambda r: r["auc"])["model"]
         else:
             epochs = max(1, int(np.median([r["best_epoch"] for r in cv[arch]["folds"]])))
+            starts = [r["augment_from"] for r in cv[arch]["folds"] if r.get("augment_from") is not None]
             r = fit_one(accelerator, arch, cfg, train, np.arange(len(train.y)), None, size=size, pp=pp, epochs=epochs,
-                        ckpt=out / "checkpoints" / arch / "final", resume=args.resume, log=log, tag=f"{arch} final")
+                        ckpt=out / "checkpoints" / arch / "final", resume=args.resume, log=log, tag=f"{arch} final",
+                        augment_from=int(np.median(starts)) if starts else 1)
             members[arch] = r["model"]
             train_seconds += _seconds(r["history"], len(train.y))
 
