@@ -110,7 +110,9 @@ def fit_stats(x: np.ndarray, *, components: int, residual_weight: float = 0.0, s
 def image_descriptor(pixels: np.ndarray) -> np.ndarray:
     """The 93-number descriptor of a grey image (H, W) in [0, 1] that the gate's image part scores.
 
-    The image is resized (short edge 160, antialiased) and centre-cropped to 144 px, like the model's
+    The image is first shrunk to the photo check's working view (384 px on its long side,
+    :func:`as_ai._photo.fast_view`; a diagnosis computes that view once for both), then resized (short
+    edge 160, antialiased) and centre-cropped to 144 px, like the model's
     view; then: 8 x 8 thumbnail (64 -> the layout), 16-bin intensity histogram, 10-bin histogram of
     log gradient magnitude, mean absolute difference from a 3 x 3 mean (fine detail / noise), and the
     crop's robust range (p99 - p1) and dark level (p1). Thumbnail and histograms are computed after
@@ -120,7 +122,9 @@ def image_descriptor(pixels: np.ndarray) -> np.ndarray:
     import torch
     import torch.nn.functional as F
 
-    px = np.asarray(pixels, dtype=np.float32)
+    from ._photo import fast_view
+
+    px = fast_view(pixels)  # a no-op on a view already made
     h, w = px.shape
     s = DESCRIPTOR_RESIZE / min(h, w)
     t = torch.from_numpy(np.array(px, dtype=np.float32))[None, None]

@@ -413,16 +413,17 @@ class Diagnoser:
         return prob.double().numpy(), members.double().numpy(), None if feats is None else feats.numpy()
 
     def _diagnose_loaded(self, rgs: Sequence[Radiograph]) -> list[Diagnosis]:
-        photo_jobs = [self._executor().submit(_photo_check, rg) for rg in rgs]  # runs during the forward pass
+        image_part = self.gate is not None and "image" in self.gate.parts
+        jobs = [self._executor().submit(_image_checks, rg, image_part) for rg in rgs]  # during the forward pass
         probs, member_probs, feats = self._forward(rgs, features=self.gate is not None)
         out = []
         for i, (rg, p, mp) in enumerate(zip(rgs, probs, member_probs)):
             named = {n: float(v) for n, v in zip(self.ensemble.names, mp)}
-            photo = photo_jobs[i].result()
+            photo, descriptor = jobs[i].result()
             notes = list(rg.warnings) + ([self.photo_caution] if photo is not None and photo.is_photo else [])
             check = build_check(gate=self.gate, features=None if feats is None else feats[i],
-                                photo=photo, member_probs=named,
-                                threshold=self.threshold, extra_reasons=notes, pixels=rg.pixels)
+                                photo=photo, member_probs=named, threshold=self.threshold,
+                                extra_reasons=notes, pixels=rg.pixels, descriptor=descriptor)
             label = INDETERMINATE if not check.in_distribution else ("AS" if p >= self.threshold else "non-AS")
             out.append(Diagnosis(
                 probability=float(p), label=label, threshold=self.threshold,
@@ -482,28 +483,14 @@ def _explainer(method: str | None) -> Any:
     return explain_fn
 
 
-def _photo_check(rg: Radiograph) -> Any:
-    return check_photo(_photo_view(rg), meta=rg.meta, original_shape=rg.shape)
+def _image_checks(rg: Radiograph, descriptor: bool) -> tuple[Any, np.ndarray | None]:
+    """The photo check and (if asked) the gate's image descriptor, from one shared shrunk view."""
+    from ._gate import image_descriptor
+    from ._photo import fast_view
 
-
-def _photo_view(rg: Radiograph) -> np.ndarray:
-    """The pixels the photo check measures: shrunk (antialiased, on tensors) to its working size.
-
-    The check works on the image scaled to ``WORK_SIZE`` on its long side anyway; shrinking here with
-    torch is several times faster than letting it resize a multi-megapixel image itself.
-    """
-    from torchvision.transforms.v2 import functional as F
-
-    from ._photo import WORK_SIZE
-
-    h, w = rg.shape
-    scale = WORK_SIZE / max(h, w)
-    if scale >= 1:
-        return rg.pixels
-    size = [max(1, round(h * scale)), max(1, round(w * scale))]
-    t = F.resize(torch.from_numpy(np.array(rg.pixels))[None], size, interpolation=F.InterpolationMode.BILINEAR,
-                 antialias=True)
-    return t[0].clamp_(0, 1).numpy()
+    view = fast_view(rg.pixels)
+    photo = check_photo(view, meta=rg.meta, original_shape=rg.shape)
+    return photo, (image_descriptor(view) if descriptor else None)
 
 
 def _scaled(p: Preprocess, size: int) -> Preprocess:

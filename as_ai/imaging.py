@@ -374,7 +374,7 @@ def _pil_values(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None, int, st
             return arr[..., 0], arr[..., 1].astype(np.float32) / 255.0, 8, "MONOCHROME2"
         return arr, None, 8, "MONOCHROME2"
     if mode.startswith("I;16"):
-        return np.asarray(im).astype(np.uint16), None, 16, "MONOCHROME2"
+        return np.asarray(im).astype(np.uint16, copy=False), None, 16, "MONOCHROME2"
     if mode == "I":
         arr = np.asarray(im)
         if arr.size and arr.min() >= 0 and arr.max() <= 65535:  # 16-bit data in a 32-bit container
@@ -452,18 +452,21 @@ def _to_unit_grey(values: np.ndarray, alpha: np.ndarray | None, warnings: list[s
     dtype = values.dtype
     wide = dtype.itemsize > 2 and not (dtype == np.float32)
     work = np.float64 if wide else np.float32
+    unsigned = dtype in (np.uint8, np.uint16)
     if values.ndim == 3:
         r, g, b = (values[..., i] for i in range(3))
         if not (np.array_equal(r, g) and np.array_equal(g, b)):
             warnings.append("colour image converted to grey (ITU-R BT.601 luma)")
         grey = r.astype(work) * _LUMA[0] + g.astype(work) * _LUMA[1] + b.astype(work) * _LUMA[2]
+        if unsigned:
+            grey /= np.iinfo(dtype).max
+    elif unsigned:  # grey 8/16-bit, the common case: one pass, and already within [0, 1]
+        grey = np.divide(values, np.float32(np.iinfo(dtype).max), dtype=np.float32)
+        if alpha is None:
+            return grey
     else:
         grey = values.astype(work)
-    if dtype == np.uint8:
-        grey /= 255.0
-    elif dtype == np.uint16:
-        grey /= 65535.0
-    elif grey.size:
+    if not unsigned and grey.size:
         lo, hi = float(grey.min()), float(grey.max())
         in_unit = dtype.kind == "f" and lo >= 0.0 and hi <= 1.0 + 1e-6
         if not in_unit:

@@ -99,7 +99,9 @@ def check_photo(pixels: np.ndarray, *, meta: Mapping[str, Any] | None = None,
     Photo-specific issues (glare, moiré, perspective, crop) are reported only when the image looks
     like a photo (``is_photo``): EXIF rotation or colour in the original (``meta`` from
     :func:`as_ai.load_radiograph`), or a clear moiré or tilted screen edges; blur, very low
-    resolution and low contrast are reported for any image. ``original_shape`` is the image's size before any resizing
+    resolution and low contrast are reported for any image. A file with more than 8 bits per pixel or a
+    DICOM (``meta``'s ``bit_depth`` / ``source_format``) is never a camera picture: it gets only the
+    measures for any image. ``original_shape`` is the image's size before any resizing
     (default: ``pixels.shape``).
 
     Raises:
@@ -114,17 +116,19 @@ def check_photo(pixels: np.ndarray, *, meta: Mapping[str, Any] | None = None,
         raise ValueError(f"check_photo needs a grey image (H, W); got shape {g.shape}. Load it with "
                          "as_ai.load_radiograph first.")
     h, w = original_shape or g.shape
-    wg = _photo.work_image(np.clip(g, 0.0, 1.0))
-    measures = {
-        "blur": _photo.blur(wg), "glare": _photo.glare(wg), "moire": _photo.moire(wg),
-        "perspective": _photo.perspective(wg), "crop": _photo.crop(wg),
-        "low_contrast": _photo.contrast(wg), "low_resolution": float(min(h, w)),
-    }
-    sev = {k: _photo.severity(k, v) for k, v in measures.items()}
     meta = dict(meta or {})
+    wg = _photo.work_image(np.clip(g, 0.0, 1.0))
+    measures = {"blur": _photo.blur(wg), "low_contrast": _photo.contrast(wg), "low_resolution": float(min(h, w))}
+    # a camera writes 8 bits per pixel; a deeper file or a DICOM comes from the modality or PACS, so the
+    # photo-only measures (the slow part of the check) are skipped for it
+    from_camera = int(meta.get("bit_depth") or 8) <= 8 and meta.get("source_format") != "dicom"
+    if from_camera:
+        measures.update(glare=_photo.glare(wg), moire=_photo.moire(wg), perspective=_photo.perspective(wg),
+                        crop=_photo.crop(wg))
+    sev = {k: _photo.severity(k, v) for k, v in measures.items()}
     notes = " ".join(str(x) for x in meta.get("warnings", []))
     camera = bool(meta.get("exif_rotated") or "colour" in notes or meta.get("camera"))
-    is_photo = camera or sev["moire"] >= 0.5 or sev["perspective"] >= 0.5
+    is_photo = from_camera and (camera or sev["moire"] >= 0.5 or sev["perspective"] >= 0.5)
     considered = (PHOTO_ISSUES if is_photo else ("blur",)) + IMAGE_ISSUES
     if sev["low_contrast"] >= 0.5:  # sharpness means nothing without contrast: report the contrast only
         considered = tuple(k for k in considered if k != "blur")
@@ -251,10 +255,13 @@ class InputGate:
                           "heldout_abstain_rate": float((held > self.threshold).mean()), "limits": limits})
         return limits
 
-    def check(self, features: np.ndarray | None = None, *, pixels: np.ndarray | None = None
-              ) -> tuple[bool, float, list[str]]:
-        """(in_distribution, score, reasons) for one image's features (D,) and grey pixels (H, W)."""
-        d = {k: float(v[0]) for k, v in self.distances(features, pixels=None if pixels is None else [pixels]).items()}
+    def check(self, features: np.ndarray | None = None, *, pixels: np.ndarray | None = None,
+              descriptor: np.ndarray | None = None) -> tuple[bool, float, list[str]]:
+        """(in_distribution, score, reasons) for one image's features (D,) and grey pixels (H, W)
+        (or its ``descriptor``, :func:`as_ai._gate.image_descriptor` of them, when already computed)."""
+        d = {k: float(v[0]) for k, v in self.distances(
+            features, pixels=None if pixels is None or descriptor is not None else [pixels],
+            descriptors=descriptor).items()}
         refusing = [v for k, v in d.items() if self.parts[k].refuses]
         if not refusing:
             return True, float("nan"), []
@@ -297,17 +304,18 @@ def _descriptors(pixels: Sequence[np.ndarray] | None, descriptors: np.ndarray | 
 
 def build_check(*, gate: InputGate | None, features: np.ndarray | None, photo: PhotoCheck | None,
                 member_probs: Mapping[str, float] | None = None, threshold: float = 0.5,
-                extra_reasons: list[str] | None = None, pixels: np.ndarray | None = None) -> InputCheck:
+                extra_reasons: list[str] | None = None, pixels: np.ndarray | None = None,
+                descriptor: np.ndarray | None = None) -> InputCheck:
     """Assemble the :class:`InputCheck` of one image from the gate, the photo check and the spread.
 
     ``features`` are the image's penultimate features (D,), ``pixels`` its grey pixels (H, W) (the
-    gate's image part needs them), ``member_probs`` the members' P(AS) and ``threshold`` the decision
-    threshold (for the spread sentence).
+    gate's image part needs them, or their ``descriptor`` when already computed), ``member_probs`` the
+    members' P(AS) and ``threshold`` the decision threshold (for the spread sentence).
     """
     reasons = list(extra_reasons or [])
     ok, score = True, None
-    if gate is not None and (features is not None or pixels is not None):
-        ok, score, why = gate.check(features, pixels=pixels)
+    if gate is not None and (features is not None or pixels is not None or descriptor is not None):
+        ok, score, why = gate.check(features, pixels=pixels, descriptor=descriptor)
         reasons += why
     if photo is not None and photo.issues:
         reasons += photo.advice

@@ -146,6 +146,16 @@ def test_demo_model_reads_an_unseen_centre_phantom_and_its_photo():
     assert d(photo).check.photo.is_photo
 
 
+def test_diagnosis_gate_score_is_the_gate_scoring_the_whole_image():
+    """A diagnosis shares one shrunk view between the photo check and the gate: same score as the gate alone."""
+    d = _demo()
+    img = pelvis.sample(77, center="B", size=1024).image
+    rg = load_radiograph(img)
+    res = d(rg)
+    ok, score, _ = d.gate.check(d.features([rg])[0], pixels=rg.pixels)
+    assert res.check.in_distribution == ok and res.check.score == pytest.approx(score, rel=1e-5)
+
+
 def test_a_photo_of_a_screen_is_read_with_a_caution_that_quotes_the_model():
     d = _demo()
     img = pelvis.sample(4242, center="C", size=384).image
@@ -186,6 +196,24 @@ def test_degradations_are_named_with_advice(make, issue, words):
     pc = check_photo(load_radiograph(img).pixels)
     assert issue in pc.issues
     assert words in pc.advice[pc.issues.index(issue)]
+
+
+def test_a_16_bit_file_is_not_taken_for_a_photo_but_still_checked_for_blur(tmp_path):
+    from PIL import Image
+
+    photo = photograph(phantom(3, size=384), level=4, seed=2)
+    grey16 = (photo.mean(axis=2) / 255.0 * 65535).astype(np.uint16)    # the same picture, saved 16-bit
+    Image.fromarray(grey16).save(tmp_path / "deep.png")
+    rg = load_radiograph(tmp_path / "deep.png")
+    pc = check_photo(rg.pixels, meta=rg.meta)
+    assert rg.meta["bit_depth"] == 16 and not pc.is_photo
+    assert set(pc.measures) == {"blur", "low_contrast", "low_resolution"}
+    blurred = ndimage.gaussian_filter(phantom(7, size=384).astype(np.float32), 4)
+    Image.fromarray((blurred * 65535).astype(np.uint16)).save(tmp_path / "blurred.png")
+    rg = load_radiograph(tmp_path / "blurred.png")
+    assert "blur" in check_photo(rg.pixels, meta=rg.meta).issues
+    rg8 = load_radiograph(photo)                                          # the 8-bit camera picture
+    assert check_photo(rg8.pixels, meta=rg8.meta).is_photo
 
 
 def test_check_photo_refuses_non_2d():

@@ -72,6 +72,20 @@ def browser(playwright, tmp_path_factory):
     context.close()
 
 
+def wait_for_result_or_toast(page, result, what: str) -> None:
+    """Wait for ``result`` to show; fail at once, quoting it, if the page shows an error toast instead."""
+    toast = page.locator(".toast-body")
+    try:
+        result.or_(toast).first.wait_for()
+    except playwright_api.TimeoutError:
+        page.screenshot(path=str(ARTIFACTS / "space_failure.png"), full_page=True)
+        pytest.fail(f"neither the {what} nor an error showed within {TIMEOUT_MS / 1000:.0f} s; the page reads: "
+                    f"{page.locator('body').inner_text()[-1500:]!r} (screenshot: test-artifacts/space_failure.png)")
+    if not result.is_visible() and toast.count():
+        page.screenshot(path=str(ARTIFACTS / "space_failure.png"), full_page=True)
+        pytest.fail(f"the page showed an error instead of the {what}: {toast.first.inner_text()!r}")
+
+
 def open_tab(page, name: str) -> None:
     page.get_by_role("tab", name=name).click()
     page.wait_for_timeout(300)
@@ -91,7 +105,7 @@ def test_radiograph_then_triage_in_a_browser(server, browser, models):
     page.locator("#rad-file").get_by_text(re.compile(r"\d\s*[KM]B")).wait_for()  # the upload is in
     page.locator("#rad-btn").click()
     finding = page.locator("#rad-finding")
-    finding.get_by_text(re.compile(r"probability of AS|abstained")).wait_for()
+    wait_for_result_or_toast(page, finding.get_by_text(re.compile(r"probability of AS|abstained")), "finding")
     expected = models.diagnoser(str(phantom))
     text = finding.inner_text()
     if expected.label == "indeterminate":
@@ -119,10 +133,12 @@ def test_radiograph_then_triage_in_a_browser(server, browser, models):
         if f.type == "bool":
             page.locator(f"#tri-{f.name}").get_by_text(value, exact=True).click()
         else:
-            page.locator(f"#tri-{f.name}").locator("input, textarea").first.fill(f"{value:g}")
+            box = page.locator(f"#tri-{f.name}").locator("input, textarea").first
+            box.fill(f"{value:g}")
+            playwright_api.expect(box).to_have_value(f"{value:g}")
     page.locator("#tri-btn").click()
     scores = page.locator("#tri-scores")
-    scores.get_by_text("BASFI").wait_for()
+    wait_for_result_or_toast(page, scores.get_by_text("BASFI"), "triage scores")
     t = models.triager(patient)
     row = scores.locator("tr", has_text="BASFI").inner_text()
     assert f"{t.basfi:.1f}" in row

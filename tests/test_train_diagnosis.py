@@ -7,6 +7,8 @@ timm and through transformers' TimmWrapper, the model card, and resuming from ch
 from __future__ import annotations
 
 import json
+import math
+import re
 import warnings
 from pathlib import Path
 
@@ -152,10 +154,73 @@ def test_resume_reuses_finished_checkpoints(run, capsys):
     assert "--resume" not in training["command"] and any("resumed" in n for n in training["notes"])
 
 
+def test_common_fold_ships_one_fold_and_calibrates_on_its_validation_images(run, tmp_path, capsys):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    out = tmp_path / "run"
+    shutil.copytree(run["out"] / "checkpoints", out / "checkpoints")  # finished folds: nothing is retrained
+    argv = run["argv"][:-1] + [str(out), "--resume", "--set", "final=common_fold"]
+    assert train_diag.main(argv) == 0
+    assert " epoch 1:" not in capsys.readouterr().out
+    cfg = json.loads((out / "model" / "as_ai.json").read_text())
+    cv = cfg["metrics"]["cv"]
+    k = cv["common_fold"]
+    fold_aucs = [[f["auc"] for f in cv["architectures"][a]["folds"]] for a in ARCHS]
+    assert k == int(np.argmax(np.mean(fold_aucs, axis=0)))
+    assert cv["calibration_set"]["fold"] == k and cv["calibration_set"]["n"] == 12  # half of 24 training images
+    assert cfg["training"]["final_models"] == "common_fold"
+    for a in ARCHS:  # every member is its architecture's model of that fold
+        name = train_diag.parse_arch(a)[0]
+        shipped = load_file(str(out / "model" / "members" / name / "model.safetensors"))
+        best = load_file(str(out / "checkpoints" / a / f"fold{k}" / "best.safetensors"))
+        for key, v in shipped.items():
+            torch.testing.assert_close(v.float(), best[key].float(), rtol=1e-3, atol=1e-3)
+
+
+def test_common_fold_passes_over_a_fold_where_one_architecture_failed():
+    assert train_diag.common_fold([[0.94, 0.93], [0.57, 0.95], [0.94, 0.94]]) == 1
+    assert train_diag.common_fold([[0.9, 0.8, 0.85]]) == 0
+    with pytest.raises(ValueError, match="architectures x folds"):
+        train_diag.common_fold([])
+
+
+def test_training_with_the_consistency_loss(run, tmp_path, capsys):
+    cfg = yaml.safe_load((run["root"] / "tiny.yaml").read_text())
+    cfg.update(archs=ARCHS[:1], top_k=1, final="best_fold", consistency=1.0, eval_splits=[])
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert train_diag.main(["--config", str(tmp_path / "c.yaml"), "--data", str(run["root"] / "data"),
+                            "--out", str(tmp_path / "run")]) == 0
+    losses = [float(m) for m in re.findall(r"epoch 1: loss=([0-9.naif]+)", capsys.readouterr().out)]
+    assert len(losses) == 2 and all(math.isfinite(v) for v in losses)
+    saved = json.loads((tmp_path / "run" / "model" / "as_ai.json").read_text())
+    assert saved["training"]["config"]["consistency"] == 1.0
+
+
+def test_detector_pair_blurs_and_consistency_is_zero_only_for_equal_outputs():
+    from train._augment import DetectorPair, js_consistency
+
+    torch.manual_seed(0)
+    x = torch.zeros(4, 3, 32, 32)
+    x[:, :, :, 16:] = 2.0                                  # a sharp edge (normalised units)
+    y = DetectorPair((0.229, 0.224, 0.225))(x)
+    assert y.shape == x.shape
+    edge = lambda t: (t[:, :, :, 17] - t[:, :, :, 14]).abs().mean()  # noqa: E731
+    assert edge(y) < edge(x)                               # softer edge: another detector's blur
+    a = torch.randn(8, 2)
+    assert float(js_consistency(a, a)) == pytest.approx(0.0, abs=1e-6)
+    assert float(js_consistency(a, -a)) > 0.05
+    saturated = torch.tensor([[300.0, -300.0]], requires_grad=True)  # softmax underflows to exactly 0
+    loss = js_consistency(saturated, torch.tensor([[-300.0, 300.0]]))
+    loss.backward()
+    assert loss.item() == pytest.approx(math.log(2), rel=1e-4) and torch.isfinite(saturated.grad).all()
+
+
 def test_config_errors_are_clear(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("archs: [resnet18]\nfinal: average\n")
-    with pytest.raises(SystemExit, match="final must be 'refit' or 'best_fold'"):
+    with pytest.raises(SystemExit, match="final must be one of \\('refit', 'common_fold', 'best_fold'\\)"):
         train_diag.TrainConfig.load(bad)
     bad.write_text("archs: [resnet18]\nepoch: 3\n")
     with pytest.raises(SystemExit, match="unknown config keys \\['epoch'\\]"):

@@ -9,6 +9,8 @@ global differences, while the lesions (local changes) stay as they are.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torchvision.transforms.v2 import functional as F
 
@@ -52,3 +54,32 @@ class AcquisitionJitter(torch.nn.Module):
         if self._chance(0.6):                                   # quantum noise
             x = x + torch.randn_like(x) * u(0.005, 0.04)
         return x.clamp(0, 1)
+
+
+class DetectorPair(torch.nn.Module):
+    """A copy of a normalised training batch as a blurrier, noisier detector would have recorded it.
+
+    For the consistency loss: the network should give the same answer for an image and for this copy,
+    because sharpness and noise are the scanner's, not the patient's. Gaussian blur sigma 0.3-1.6 px
+    (per image) and noise sigma 0.005-0.03 in grey units (at the cached 384-px scale); both act the same
+    on normalised tensors, since normalisation is affine per channel (``std`` rescales the noise).
+    """
+
+    def __init__(self, std: tuple[float, float, float] | list[float]) -> None:
+        super().__init__()
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.empty_like(x)
+        for i in range(x.shape[0]):
+            s = 0.3 + 1.3 * float(torch.rand(()))
+            out[i] = F.gaussian_blur(x[i], [2 * int(3 * s) + 1] * 2, [s, s])
+        grey_noise = torch.randn_like(x[:, :1]) * (0.005 + 0.025 * torch.rand(x.shape[0], 1, 1, 1))
+        return out + grey_noise / self.std.to(x.dtype)
+
+
+def js_consistency(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Jensen-Shannon divergence between the softmax outputs of two logit batches (mean over the batch)."""
+    la, lb = a.float().log_softmax(1), b.float().log_softmax(1)   # in log space: finite for saturated outputs
+    lm = torch.logaddexp(la, lb) - math.log(2.0)
+    return ((la.exp() * (la - lm)).sum(1) + (lb.exp() * (lb - lm)).sum(1)).mean() / 2

@@ -15,10 +15,14 @@ Reads top to bottom:
               (OOF) probabilities
   5. rank     architectures by mean CV AUC, keep the top k
   6. final    ``final: refit`` retrains each kept architecture on all training images for the median of its
-              best fold epochs (no validation set left, so no early stopping); ``final: best_fold`` keeps
-              its fold model with the best validation AUC (cheaper; saw (k-1)/k of the data)
+              best fold epochs (no validation set left, so no early stopping); ``final: common_fold`` keeps
+              every architecture's model of one fold, the fold with the best mean validation AUC (cheaper;
+              each saw (k-1)/k of the data); ``final: best_fold`` keeps each architecture's best fold model
   7. ensemble combine OOF probabilities (mean / AUC-weighted), fit the calibration (temperature or Platt)
-              and the decision threshold (Youden) on them -- never on data the models were trained on
+              and the decision threshold (Youden) on them -- never on data the models were trained on.
+              With ``common_fold`` they are fitted on that fold's validation images, which no member
+              trained on, from the shipped members' own predictions (pooled OOF would mix in the other
+              folds' models, which are not shipped and may have trained worse)
   8. evaluate any extra splits present (e.g. DATA/external, DATA/external_phone) against the reference
               labels and, when the data engine wrote them, the true labels
   9. save     OUT/model: members in timm format, as_ai.json, README.md from model_cards/diagnosis.md
@@ -56,6 +60,9 @@ LABELS = ("non-AS", "AS")
 
 
 # ------------------------------------------------------------------------------------------------ 1. config
+
+FINAL_MODES = ("refit", "common_fold", "best_fold")
+
 @dataclass
 class TrainConfig:
     """Everything a training run depends on; saved with the run and into the model's ``as_ai.json``."""
@@ -65,7 +72,7 @@ class TrainConfig:
     pretrained: Any = False              # true: ImageNet weights via timm (fail if offline); "auto": try, else scratch
     folds: int = 5
     top_k: int = 5
-    final: str = "refit"                 # "refit" | "best_fold"
+    final: str = "refit"                 # "refit" | "common_fold" | "best_fold"
     combine: str = "mean"                # "mean" | "auc_weighted"
     calibration: str = "temperature"     # "temperature" | "platt" | "none"
     threshold: Any = "youden"            # "youden" or a number in (0, 1)
@@ -89,6 +96,9 @@ class TrainConfig:
                                          # reaches this (a network from scratch first has to find the joints)
     augment_ramp_epochs: int = 0         # then raise them linearly to full strength over this many epochs; the
                                          # best checkpoint and early stopping only count from full strength on
+    consistency: float = 0.0             # weight of a Jensen-Shannon consistency loss between each training image
+                                         # and a copy re-blurred and re-noised as another detector would
+                                         # (train/_augment.py: DetectorPair); 0 = off (one forward pass per step)
     phone_augment: float = 0.0           # probability of showing a simulated phone photo of the image instead
     phone_fraction: float = 1.0          # share of training images that get a (precomputed) phone photo
     phone_levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
@@ -127,7 +137,7 @@ class TrainConfig:
         from as_ai.ensemble import CALIBRATION_METHODS, COMBINE_RULES
 
         checks = [
-            (self.final in ("refit", "best_fold"), f"final must be 'refit' or 'best_fold', got {self.final!r}"),
+            (self.final in FINAL_MODES, f"final must be one of {FINAL_MODES}, got {self.final!r}"),
             (self.augment in ("paper", "centred"), f"augment must be 'paper' or 'centred', got {self.augment!r}"),
             (self.combine in COMBINE_RULES, f"combine must be one of {COMBINE_RULES}, got {self.combine!r}"),
             (self.calibration in CALIBRATION_METHODS,
@@ -399,6 +409,9 @@ def fit_one(accelerator: Any, arch: str, cfg: TrainConfig, data: Images, train_i
     if val_loader is not None:
         val_loader = accelerator.prepare(val_loader)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    from train._augment import DetectorPair, js_consistency
+
+    pair = DetectorPair(pp.std) if cfg.consistency > 0 else None
 
     curriculum = cfg.augment_after_auc is not None and val_loader is not None
     state = {"epoch": 0, "best_auc": -1.0, "best_epoch": 0, "history": [],
@@ -424,7 +437,12 @@ def fit_one(accelerator: Any, arch: str, cfg: TrainConfig, data: Images, train_i
         for x, y in bar:
             with accelerator.accumulate(model):
                 with accelerator.autocast():
-                    loss = loss_fn(model(x.contiguous(memory_format=torch.channels_last)), y)
+                    if pair is not None and strength > 0:  # the image and its re-acquired copy, one batch
+                        logits = model(torch.cat([x, pair(x)]).contiguous(memory_format=torch.channels_last))
+                        a, b = logits.chunk(2)
+                        loss = (loss_fn(a, y) + loss_fn(b, y)) / 2 + cfg.consistency * strength * js_consistency(a, b)
+                    else:
+                        loss = loss_fn(model(x.contiguous(memory_format=torch.channels_last)), y)
                 accelerator.backward(loss)
                 optimizer.step()
                 scheduler.step()
@@ -477,6 +495,19 @@ def fit_one(accelerator: Any, arch: str, cfg: TrainConfig, data: Images, train_i
     accelerator.free_memory()
     return {"model": final, "val_prob": val_prob, "best_epoch": state["best_epoch"] or state["epoch"],
             "best_auc": state["best_auc"], "history": state["history"], "augment_from": state["augment_from"]}
+
+
+def common_fold(fold_aucs: Sequence[Sequence[float]]) -> int:
+    """The fold whose models to ship: best mean validation AUC across the kept architectures.
+
+    ``fold_aucs[a][k]`` is architecture ``a``'s validation AUC in fold ``k``. Keeping one fold for all
+    members leaves that fold's validation images unseen by every member, so the ensemble can be
+    calibrated on its own predictions; a fold where one architecture failed to train is passed over.
+    """
+    a = np.asarray(fold_aucs, dtype=float)
+    if a.ndim != 2 or a.size == 0:
+        raise ValueError(f"fold_aucs must be architectures x folds, got shape {a.shape}")
+    return int(np.argmax(a.mean(axis=0)))
 
 
 def augment_strength(epoch: int, start: int | None, ramp: int) -> float:
@@ -614,8 +645,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # 6. final models
     members: dict[str, torch.nn.Module] = {}
+    common = common_fold([[r["auc"] for r in cv[a]["folds"]] for a in kept]) if cfg.final == "common_fold" else None
     for arch in kept:
-        if cfg.final == "best_fold":
+        if common is not None:
+            members[arch] = cv[arch]["folds"][common]["model"]
+        elif cfg.final == "best_fold":
             members[arch] = max(cv[arch]["folds"], key=lambda r: r["auc"])["model"]
         else:
             epochs = max(1, int(np.median([r["best_epoch"] for r in cv[arch]["folds"]])))
@@ -630,11 +664,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     cv_aucs = {a: cv[a]["mean_auc"] for a in kept}
     weights = dict(zip(kept, combine_weights(cfg.combine, [cv_aucs[a] for a in kept])))
     oof_ens = np.sum([weights[a] * cv[a]["oof"] for a in kept], axis=0)
-    calibration = Calibration.fit(oof_ens, train.y, method=cfg.calibration)
+    fit_idx = folds[common][1] if common is not None else np.arange(len(train.y))  # never seen by the members
+    calibration = Calibration.fit(oof_ens[fit_idx], train.y[fit_idx], method=cfg.calibration)
     oof_cal = calibration.apply(oof_ens)
-    threshold = youden_threshold(oof_cal, train.y) if cfg.threshold == "youden" else float(cfg.threshold)
+    y_fit, p_fit = train.y[fit_idx], oof_cal[fit_idx]
+    threshold = youden_threshold(p_fit, y_fit) if cfg.threshold == "youden" else float(cfg.threshold)
+    calibration_set = {"images": "common fold validation" if common is not None else "out-of-fold, all folds",
+                       "fold": common, "n": int(len(fit_idx)),
+                       **fold_metrics(y_fit, p_fit), **_oof_extra(y_fit, p_fit, threshold)}
+    accelerator.print(f"calibration ({cfg.calibration}) and threshold {threshold:.3f} fitted on "
+                      f"{calibration_set['images']} ({len(fit_idx)} images, AUC {calibration_set['auc']:.4f}, "
+                      f"ECE {calibration_set['ece']:.4f})")
     metrics: dict[str, Any] = {"cv": {
-        "n": int(len(train.y)), "folds": cfg.folds, "label": cfg.label_column,
+        "n": int(len(train.y)), "folds": cfg.folds, "label": cfg.label_column, "common_fold": common,
+        "calibration_set": calibration_set,
         "ensemble_oof": {**fold_metrics(train.y, oof_cal), **_oof_extra(train.y, oof_cal, threshold)},
         "architectures": {a: {"mean_auc": cv[a]["mean_auc"], "std_auc": cv[a]["std_auc"], "kept": a in kept,
                               "folds": [{k: v for k, v in r.items() if k not in ("model", "history")}
