@@ -37,7 +37,7 @@ from ._repo_io import (FORMAT_VERSION, MEMBER_CONFIG, WEIGHTS_NAME, check_member
 from .ensemble import Calibration, Ensemble, combine_weights
 from .errors import ModelLoadError
 from .imaging import Preprocess, Radiograph, load_radiograph, to_model_input
-from .quality import InputCheck, InputGate, build_check, check_photo, no_gate_warning
+from .quality import InputCheck, InputGate, build_check, check_photo, may_be_camera_picture, no_gate_warning
 
 LABELS = ("non-AS", "AS")
 EXPLAIN_METHODS = ("gradcam", "lime")
@@ -167,6 +167,7 @@ class Diagnoser:
         self.resolved: hub.ResolvedModel | None = None  # set by from_pretrained
         self._pool: ThreadPoolExecutor | None = None     # decoding and photo checks overlap the forward pass
         self._preprocess_by_size = {s: _scaled(preprocess, s) for s in self.ensemble.sizes}
+        _photo_stretch(self.config.get("photo_input"))  # a bad entry fails here, at load
 
     # ---------------------------------------------------------------------------------------- loading
     @classmethod
@@ -295,6 +296,12 @@ class Diagnoser:
         return bool(self.config.get("training", {}).get("synthetic", False))
 
     @property
+    def photo_stretch(self) -> tuple[float, float] | None:
+        """Percentiles of a photo of a screen mapped to 0 and 1 before reading (``as_ai.json["photo_input"]``),
+        or None: photos are read as they are."""
+        return _photo_stretch(self.config.get("photo_input"))
+
+    @property
     def photo_caution(self) -> str:
         """What a result on a photo of a screen carries: photos are read less reliably, with this model's
         own figures when its evaluation measured them (external phantoms vs phone photos of them)."""
@@ -303,8 +310,28 @@ class Diagnoser:
         phone = m.get("external_phone", {}).get("true", {}).get("auc")
         measured = (f" (in this model's evaluation: AUC {phone:.2f} on phone photos against {clean:.2f} on the "
                     "original files)") if clean is not None and phone is not None else ""
+        stretched = (" Its contrast was stretched to the full range before reading, which undoes part of the "
+                     "screen's black level and glare.") if self.photo_stretch else ""
         return ("This looks like a photo of a screen. The model reads photos less reliably than the original "
-                f"file{measured}; use the original DICOM or PNG when you can.")
+                f"file{measured}; use the original DICOM or PNG when you can.{stretched}")
+
+    def model_views(self, images: Sequence[Radiograph | np.ndarray], photos: Sequence[Any] | None = None
+                    ) -> list[Radiograph]:
+        """The radiographs as the members read them: a photo of a screen contrast-stretched when the model
+        says so (``as_ai.json["photo_input"]["contrast_stretch"]``: percentiles mapped to 0 and 1).
+
+        ``photos`` are the images' photo checks when already made; otherwise images that may be camera
+        pictures (8-bit, not DICOM) are checked here. Everything else is returned unchanged.
+        """
+        rgs = [im if isinstance(im, Radiograph) else load_radiograph(im) for im in images]
+        if self.photo_stretch is None:
+            return rgs
+        out = []
+        for i, rg in enumerate(rgs):
+            photo = photos[i] if photos is not None else (
+                _image_checks(rg, False)[0] if may_be_camera_picture(rg.meta) else None)
+            out.append(_stretched(rg, self.photo_stretch) if photo is not None and photo.is_photo else rg)
+        return out
 
     def model_input(self, images: Sequence[Radiograph | np.ndarray]) -> dict[int, torch.Tensor]:
         """Preprocess radiographs into one channels-last batch per member input size (size -> N×3×s×s)."""
@@ -325,14 +352,14 @@ class Diagnoser:
         Every member's pooled pre-logit vector, concatenated in member order, for eval-preprocessed images.
         """
         with torch.inference_mode():
-            return self.ensemble.forward_with_features(self.model_input(images))[1].numpy()
+            return self.ensemble.forward_with_features(self.model_input(self.model_views(images)))[1].numpy()
 
     def predict_proba(self, images: Sequence[Any], *, batch_size: int = 16) -> np.ndarray:
         """Calibrated P(AS) for many images (paths, arrays, Radiographs...), as a float64 array.
 
         A light path for perturbation-based explanations and evaluation: no input checks, no results.
         """
-        out = [self._forward(rgs)[0] for rgs in self._loaded_chunks(images, batch_size)]
+        out = [self._forward(self.model_views(rgs))[0] for rgs in self._loaded_chunks(images, batch_size)]
         return np.concatenate(out) if out else np.zeros(0)
 
     def __call__(self, src: Any, *, explain: str | None = None) -> Diagnosis:
@@ -352,8 +379,9 @@ class Diagnoser:
         explainer = _explainer(explain)
         rg = load_radiograph(src)
         result = self._diagnose_loaded([rg])[0]
-        if explainer is not None:
-            result = dataclasses.replace(result, explanation=explainer(self, rg, method=explain))
+        if explainer is not None:  # explains the pixels the members read
+            view = self.model_views([rg], [result.check.photo])[0]
+            result = dataclasses.replace(result, explanation=explainer(self, view, method=explain))
         return result
 
     def diagnose_batch(self, srcs: Iterable[Any], *, batch_size: int = 16, progress: bool = False) -> list[Diagnosis]:
@@ -415,7 +443,10 @@ class Diagnoser:
     def _diagnose_loaded(self, rgs: Sequence[Radiograph]) -> list[Diagnosis]:
         image_part = self.gate is not None and "image" in self.gate.parts
         jobs = [self._executor().submit(_image_checks, rg, image_part) for rg in rgs]  # during the forward pass
-        probs, member_probs, feats = self._forward(rgs, features=self.gate is not None)
+        views = rgs
+        if self.photo_stretch is not None and any(may_be_camera_picture(rg.meta) for rg in rgs):
+            views = self.model_views(rgs, [j.result()[0] for j in jobs])  # a photo is read stretched: check first
+        probs, member_probs, feats = self._forward(views, features=self.gate is not None)
         out = []
         for i, (rg, p, mp) in enumerate(zip(rgs, probs, member_probs)):
             named = {n: float(v) for n, v in zip(self.ensemble.names, mp)}
@@ -491,6 +522,33 @@ def _image_checks(rg: Radiograph, descriptor: bool) -> tuple[Any, np.ndarray | N
     view = fast_view(rg.pixels)
     photo = check_photo(view, meta=rg.meta, original_shape=rg.shape)
     return photo, (image_descriptor(view) if descriptor else None)
+
+
+def _photo_stretch(entry: Any) -> tuple[float, float] | None:
+    """``as_ai.json["photo_input"]`` -> the contrast-stretch percentiles for photos, or None (read as they are)."""
+    if not entry:
+        return None
+    pct = entry.get("contrast_stretch") if isinstance(entry, Mapping) else None
+    if pct is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in pct)
+    except (TypeError, ValueError):
+        raise ValueError(f"photo_input.contrast_stretch must be two percentiles [low, high], got {pct!r}") from None
+    if not 0.0 <= lo < hi <= 100.0:
+        raise ValueError(f"photo_input.contrast_stretch must satisfy 0 <= low < high <= 100, got {pct!r}")
+    return lo, hi
+
+
+def _stretched(rg: Radiograph, pct: tuple[float, float]) -> Radiograph:
+    """``rg`` with its ``pct`` percentiles (measured on the shrunk view) mapped to 0 and 1."""
+    from ._photo import fast_view
+
+    lo, hi = np.percentile(fast_view(rg.pixels), pct)
+    if hi - lo < 1e-3:  # flat: nothing to stretch
+        return rg
+    px = np.clip((rg.pixels - np.float32(lo)) / np.float32(hi - lo), 0.0, 1.0).astype(np.float32)
+    return Radiograph(px, {**rg.meta, "warnings": list(rg.warnings), "contrast_stretched": [float(lo), float(hi)]})
 
 
 def _scaled(p: Preprocess, size: int) -> Preprocess:

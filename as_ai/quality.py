@@ -92,6 +92,15 @@ class InputCheck:
         return d
 
 
+def may_be_camera_picture(meta: Mapping[str, Any] | None) -> bool:
+    """Whether an image could be a camera picture, by its ``meta`` (from :func:`as_ai.load_radiograph`).
+
+    A camera writes 8 bits per pixel; a deeper file or a DICOM comes from the modality or PACS.
+    """
+    meta = meta or {}
+    return int(meta.get("bit_depth") or 8) <= 8 and meta.get("source_format") != "dicom"
+
+
 def check_photo(pixels: np.ndarray, *, meta: Mapping[str, Any] | None = None,
                 original_shape: tuple[int, int] | None = None) -> PhotoCheck:
     """Measure the photo quality of a grey image (H, W) in [0, 1] and say what to fix.
@@ -119,9 +128,7 @@ def check_photo(pixels: np.ndarray, *, meta: Mapping[str, Any] | None = None,
     meta = dict(meta or {})
     wg = _photo.work_image(np.clip(g, 0.0, 1.0))
     measures = {"blur": _photo.blur(wg), "low_contrast": _photo.contrast(wg), "low_resolution": float(min(h, w))}
-    # a camera writes 8 bits per pixel; a deeper file or a DICOM comes from the modality or PACS, so the
-    # photo-only measures (the slow part of the check) are skipped for it
-    from_camera = int(meta.get("bit_depth") or 8) <= 8 and meta.get("source_format") != "dicom"
+    from_camera = may_be_camera_picture(meta)  # if not, the photo-only measures (the slow part) are skipped
     if from_camera:
         measures.update(glare=_photo.glare(wg), moire=_photo.moire(wg), perspective=_photo.perspective(wg),
                         crop=_photo.crop(wg))
@@ -332,4 +339,5 @@ def no_gate_warning(model: str) -> None:
                   UserWarning, stacklevel=3)
 
 
-__all__ = ["PhotoCheck", "InputCheck", "InputGate", "check_photo", "spread_reasons", "build_check"]
+__all__ = ["PhotoCheck", "InputCheck", "InputGate", "check_photo", "may_be_camera_picture", "spread_reasons",
+           "build_check"]

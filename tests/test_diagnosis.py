@@ -333,3 +333,59 @@ def test_bundled_demo_model_answers_offline_and_warns_once(monkeypatch, image):
     cfg = json.loads((hub.DEMO_DIR / "diagnosis" / "as_ai.json").read_text())
     assert cfg["training"]["synthetic"] is True
     hub.clear_cache()
+
+
+# ------------------------------------------------------------------------------------ photos of a screen
+@pytest.fixture(scope="module")
+def phone_photo(tmp_path_factory) -> Path:
+    """A simulated phone photo of a phantom, saved as the phone would (8-bit colour JPEG)."""
+    from as_ai.synthetic import pelvis
+    from as_ai.synthetic.phone import photograph, save_photo, to_display
+
+    path = tmp_path_factory.mktemp("photo") / "photo.jpg"
+    save_photo(photograph(to_display(pelvis.sample(11, center="B", size=256).image), level=3, seed=4), path,
+               exif_p=0.0)
+    return path
+
+
+def test_a_photo_is_read_contrast_stretched_when_the_model_says_so(repo, tmp_path, phone_photo, image):
+    import shutil
+
+    from as_ai.diagnosis import _stretched
+
+    folder = tmp_path / "stretching"
+    shutil.copytree(repo, folder)
+    cfg = json.loads((folder / "as_ai.json").read_text())
+    cfg["photo_input"] = {"contrast_stretch": [0.5, 99.5]}
+    (folder / "as_ai.json").write_text(json.dumps(cfg))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain, stretching = Diagnoser.from_pretrained(repo), Diagnoser.from_pretrained(folder)
+    assert plain.photo_stretch is None and stretching.photo_stretch == (0.5, 99.5)
+    rg = load_radiograph(phone_photo)
+    expected = float(plain.predict_proba([_stretched(rg, (0.5, 99.5))])[0])   # what a stretched photo reads as
+    d = stretching(phone_photo)
+    assert d.check.photo.is_photo and d.probability == pytest.approx(expected, abs=1e-6)
+    assert d.probability != pytest.approx(plain(phone_photo).probability, abs=1e-4)
+    assert float(stretching.predict_proba([phone_photo])[0]) == pytest.approx(expected, abs=1e-6)  # every path
+    assert "contrast was stretched" in " ".join(d.check.reasons)
+    assert "contrast was stretched" not in " ".join(plain(phone_photo).check.reasons)
+    # a 16-bit file is never a camera picture: read exactly as before
+    assert stretching(image).probability == pytest.approx(plain(image).probability, abs=1e-7)
+    # and the saved repo keeps the setting
+    again = stretching.save_pretrained(tmp_path / "saved", dtype=torch.float32)
+    assert json.loads((again / "as_ai.json").read_text())["photo_input"] == {"contrast_stretch": [0.5, 99.5]}
+
+
+@pytest.mark.parametrize("entry", [{"contrast_stretch": [99, 1]}, {"contrast_stretch": "wide"},
+                                   {"contrast_stretch": [0, 101]}])
+def test_a_bad_photo_input_entry_is_refused_at_load(repo, tmp_path, entry):
+    import shutil
+
+    folder = tmp_path / "bad"
+    shutil.copytree(repo, folder)
+    cfg = json.loads((folder / "as_ai.json").read_text())
+    cfg["photo_input"] = entry
+    (folder / "as_ai.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelLoadError, match="photo_input.contrast_stretch"):
+        Diagnoser.from_pretrained(folder)

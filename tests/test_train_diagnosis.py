@@ -161,7 +161,7 @@ def test_common_fold_ships_one_fold_and_calibrates_on_its_validation_images(run,
 
     out = tmp_path / "run"
     shutil.copytree(run["out"] / "checkpoints", out / "checkpoints")  # finished folds: nothing is retrained
-    argv = run["argv"][:-1] + [str(out), "--resume", "--set", "final=common_fold"]
+    argv = run["argv"][:-1] + [str(out), "--resume", "--set", "final=common_fold", "--set", "photo_stretch=[0.5, 99.5]"]
     assert train_diag.main(argv) == 0
     assert " epoch 1:" not in capsys.readouterr().out
     cfg = json.loads((out / "model" / "as_ai.json").read_text())
@@ -171,6 +171,7 @@ def test_common_fold_ships_one_fold_and_calibrates_on_its_validation_images(run,
     assert k == int(np.argmax(np.mean(fold_aucs, axis=0)))
     assert cv["calibration_set"]["fold"] == k and cv["calibration_set"]["n"] == 12  # half of 24 training images
     assert cfg["training"]["final_models"] == "common_fold"
+    assert cfg["photo_input"] == {"contrast_stretch": [0.5, 99.5]}  # how the model reads photos of a screen
     for a in ARCHS:  # every member is its architecture's model of that fold
         name = train_diag.parse_arch(a)[0]
         shipped = load_file(str(out / "model" / "members" / name / "model.safetensors"))
@@ -221,6 +222,9 @@ def test_config_errors_are_clear(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("archs: [resnet18]\nfinal: average\n")
     with pytest.raises(SystemExit, match="final must be one of \\('refit', 'common_fold', 'best_fold'\\)"):
+        train_diag.TrainConfig.load(bad)
+    bad.write_text("archs: [resnet18]\nphoto_stretch: [99, 1]\n")
+    with pytest.raises(SystemExit, match="photo_stretch: .*0 <= low < high <= 100"):
         train_diag.TrainConfig.load(bad)
     bad.write_text("archs: [resnet18]\nepoch: 3\n")
     with pytest.raises(SystemExit, match="unknown config keys \\['epoch'\\]"):

@@ -99,6 +99,9 @@ class TrainConfig:
     consistency: float = 0.0             # weight of a Jensen-Shannon consistency loss between each training image
                                          # and a copy re-blurred and re-noised as another detector would
                                          # (train/_augment.py: DetectorPair); 0 = off (one forward pass per step)
+    photo_stretch: list[float] | None = None  # read photos of a screen with these percentiles mapped to 0 and 1
+                                         # (as_ai.json "photo_input"; evaluation reads them so; training
+                                         # photos are shown as they are)
     phone_augment: float = 0.0           # probability of showing a simulated phone photo of the image instead
     phone_fraction: float = 1.0          # share of training images that get a (precomputed) phone photo
     phone_levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
@@ -157,9 +160,17 @@ class TrainConfig:
             (self.augment_ramp_epochs >= 0, f"augment_ramp_epochs must be >= 0, got {self.augment_ramp_epochs}"),
             (0.0 < self.phone_fraction <= 1.0, f"phone_fraction must be in (0, 1], got {self.phone_fraction}"),
         ]
+        checks.append((self.consistency >= 0, f"consistency must be >= 0, got {self.consistency}"))
         for ok, msg in checks:
             if not ok:
                 raise SystemExit(f"config error: {msg}")
+        if self.photo_stretch is not None:
+            from as_ai.diagnosis import _photo_stretch
+
+            try:
+                _photo_stretch({"contrast_stretch": self.photo_stretch})
+            except ValueError as exc:
+                raise SystemExit(f"config error: photo_stretch: {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -179,8 +190,12 @@ class Images:
 
 
 def read_split(folder: Path, cfg: TrainConfig, pp: Any, sizes: Sequence[int], *, train_size: bool,
-               phone: bool = False, limit: int | None = None, desc: str = "") -> Images:
-    """Read ``folder/metadata.csv`` and its images (through load_radiograph), resized once."""
+               phone: bool = False, limit: int | None = None, desc: str = "", view: Any = None) -> Images:
+    """Read ``folder/metadata.csv`` and its images (through load_radiograph), resized once.
+
+    ``view`` (Radiograph -> Radiograph), when given, is what the model makes of each image before reading
+    it (``Diagnoser.model_views``: e.g. photos of a screen contrast-stretched); evaluation splits pass it.
+    """
     from torchvision.transforms.v2 import functional as F
     from tqdm.auto import tqdm
 
@@ -204,6 +219,8 @@ def read_split(folder: Path, cfg: TrainConfig, pp: Any, sizes: Sequence[int], *,
     chosen = set(np.random.default_rng(cfg.seed).permutation(len(meta))[:int(round(cfg.phone_fraction * len(meta)))])
     for i, name in enumerate(tqdm(meta["file_name"], desc=desc or folder.name, unit="img", leave=False, disable=None)):
         rg = load_radiograph(folder / name)
+        if view is not None:
+            rg = view(rg)
         t = torch.from_numpy(np.array(rg.pixels))[None]
         for s in sizes:
             ps = _scaled(pp, s)
@@ -661,6 +678,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             train_seconds += _seconds(r["history"], len(train.y))
 
     # 7. ensemble: combine OOF -> calibration -> threshold
+    photo_input = {"photo_input": {"contrast_stretch": [float(v) for v in cfg.photo_stretch]}} if cfg.photo_stretch else {}
     cv_aucs = {a: cv[a]["mean_auc"] for a in kept}
     weights = dict(zip(kept, combine_weights(cfg.combine, [cv_aucs[a] for a in kept])))
     oof_ens = np.sum([weights[a] * cv[a]["oof"] for a in kept], axis=0)
@@ -685,12 +703,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     diagnoser = Diagnoser({parse_arch(a)[0]: members[a] for a in kept},
                           archs={parse_arch(a)[0]: parse_arch(a)[2] for a in kept}, preprocess=pp, weights={parse_arch(a)[0]: weights[a] for a in kept},
-                          cv_aucs={parse_arch(a)[0]: cv_aucs[a] for a in kept}, combine=cfg.combine, calibration=calibration, threshold=threshold)
+                          cv_aucs={parse_arch(a)[0]: cv_aucs[a] for a in kept}, combine=cfg.combine, calibration=calibration, threshold=threshold,
+                          config=photo_input)
 
     # 8. evaluate extra splits (external centres, phone photos) when present
     for split in cfg.eval_splits:
         if (data_dir / split / "metadata.csv").is_file():
-            ev = read_split(data_dir / split, cfg, pp, diagnoser.ensemble.sizes, train_size=False, desc=split)
+            ev = read_split(data_dir / split, cfg, pp, diagnoser.ensemble.sizes, train_size=False, desc=split,
+                            view=lambda rg: diagnoser.model_views([rg])[0])
             metrics[split] = evaluate_split(diagnoser, ev, cfg)
             accelerator.print(f"{split}: " + json.dumps({t: {k: metrics[split][t][k] for k in ("auc", "ece")}
                                                          for t in ("reference", "true") if t in metrics[split]}))
@@ -712,7 +732,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "throughput_img_per_s": {a: float(np.mean([h["img_per_s"] for r in cv[a]["folds"] for h in r["history"]]))
                                  for a in cfg.archs},
     }
-    diagnoser.config = {"metrics": metrics, "training": training}
+    diagnoser.config = {**photo_input, "metrics": metrics, "training": training}
     if accelerator.is_main_process:
         dtype = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}[cfg.save_dtype]
         model_dir = out / "model"
