@@ -199,6 +199,21 @@ def test_training_with_the_consistency_loss(run, tmp_path, capsys):
     assert saved["training"]["config"]["consistency"] == 1.0
 
 
+def test_training_phone_photos_are_stretched_like_the_model_reads_them():
+    from as_ai.diagnosis import _stretched
+    from as_ai.imaging import load_radiograph
+    from as_ai.synthetic import pelvis
+    from as_ai.synthetic.phone import photograph
+
+    img = pelvis.sample(5, size=256).image
+    _, plain = train_diag._phone_photo((0, img, 3, 7, 64, None))
+    _, stretched = train_diag._phone_photo((0, img, 3, 7, 64, (0.5, 99.5)))
+    expected = _stretched(load_radiograph(photograph(img, level=3, seed=7)), (0.5, 99.5)).pixels
+    assert stretched.shape == plain.shape and stretched.float().std() > plain.float().std()  # more contrast
+    assert stretched.dtype == torch.uint8                   # cached as 8-bit, like every training photo
+    assert float(stretched.float().max()) / 255 == pytest.approx(float(expected.max()), abs=2e-2)
+
+
 def test_detector_pair_blurs_and_consistency_is_zero_only_for_equal_outputs():
     from train._augment import DetectorPair, js_consistency
 

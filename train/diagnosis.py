@@ -100,8 +100,8 @@ class TrainConfig:
                                          # and a copy re-blurred and re-noised as another detector would
                                          # (train/_augment.py: DetectorPair); 0 = off (one forward pass per step)
     photo_stretch: list[float] | None = None  # read photos of a screen with these percentiles mapped to 0 and 1
-                                         # (as_ai.json "photo_input"; evaluation reads them so; training
-                                         # photos are shown as they are)
+                                         # (as_ai.json "photo_input"; evaluation reads them so)
+    train_photos_stretched: bool = False  # show the training phone photos stretched the same way too
     phone_augment: float = 0.0           # probability of showing a simulated phone photo of the image instead
     phone_fraction: float = 1.0          # share of training images that get a (precomputed) phone photo
     phone_levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
@@ -230,7 +230,8 @@ def read_split(folder: Path, cfg: TrainConfig, pp: Any, sizes: Sequence[int], *,
             train_imgs.append(_train_resized(t, _train_scale(pp, cfg)))
         if phone and i in chosen:
             phone_jobs.append((i, np.array(rg.pixels), int(cfg.phone_levels[i % len(cfg.phone_levels)]),
-                               cfg.seed * 100003 + i, _train_scale(pp, cfg).train_resize_short))
+                               cfg.seed * 100003 + i, _train_scale(pp, cfg).train_resize_short,
+                               tuple(cfg.photo_stretch) if cfg.photo_stretch and cfg.train_photos_stretched else None))
     phone_imgs = dict(_phone_photos(phone_jobs, cfg.workers)) if phone_jobs else None
     return Images(files=list(meta["file_name"]), meta=meta, y=y, train=train_imgs,
                   eval={s: torch.stack(v) for s, v in evals.items()}, phone=phone_imgs)
@@ -243,9 +244,13 @@ def _phone_photo(job: tuple) -> tuple[int, torch.Tensor]:
     from as_ai.imaging import load_radiograph
     from as_ai.synthetic.phone import photograph
 
-    i, pixels, level, seed, short = job
-    photo = load_radiograph(photograph(pixels, level=level, seed=seed)).pixels
-    return i, _train_resized(torch.from_numpy(np.array(photo))[None], SimpleNamespace(train_resize_short=short))
+    i, pixels, level, seed, short, stretch = job
+    photo = load_radiograph(photograph(pixels, level=level, seed=seed))
+    if stretch is not None:  # as the model will read photos (as_ai.diagnosis: photo_input)
+        from as_ai.diagnosis import _stretched
+
+        photo = _stretched(photo, stretch)
+    return i, _train_resized(torch.from_numpy(np.array(photo.pixels))[None], SimpleNamespace(train_resize_short=short))
 
 
 def _phone_photos(jobs: list[tuple], workers: int) -> list[tuple[int, torch.Tensor]]:
