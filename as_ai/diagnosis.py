@@ -308,8 +308,11 @@ class Diagnoser:
         m = self.config.get("metrics", {})
         clean = m.get("external", {}).get("true", {}).get("auc")
         phone = m.get("external_phone", {}).get("true", {}).get("auc")
+        spec = m.get("external_phone", {}).get("true", {}).get("specificity")
+        over = (f", and only {100 * spec:.0f} % of photos without AS were read as non-AS"
+                if spec is not None and spec < 0.8 else "")
         measured = (f" (in this model's evaluation: AUC {phone:.2f} on phone photos against {clean:.2f} on the "
-                    "original files)") if clean is not None and phone is not None else ""
+                    f"original files{over})") if clean is not None and phone is not None else ""
         stretched = (" Its contrast was stretched to the full range before reading, which undoes part of the "
                      "screen's black level and glare.") if self.photo_stretch else ""
         return ("This looks like a photo of a screen. The model reads photos less reliably than the original "
