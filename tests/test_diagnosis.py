@@ -370,8 +370,11 @@ def test_a_photo_is_read_contrast_stretched_when_the_model_says_so(repo, tmp_pat
     assert float(stretching.predict_proba([phone_photo])[0]) == pytest.approx(expected, abs=1e-6)  # every path
     assert "contrast was stretched" in " ".join(d.check.reasons)
     assert "contrast was stretched" not in " ".join(plain(phone_photo).check.reasons)
-    # a 16-bit file is never a camera picture: read exactly as before
+    # a 16-bit file is never a camera picture, and an 8-bit export that is not a photo stays as it is
     assert stretching(image).probability == pytest.approx(plain(image).probability, abs=1e-7)
+    export8 = (image // 257).astype(np.uint8)
+    assert not stretching(export8).check.photo.is_photo
+    assert stretching(export8).probability == pytest.approx(plain(export8).probability, abs=1e-7)
     # and the saved repo keeps the setting
     again = stretching.save_pretrained(tmp_path / "saved", dtype=torch.float32)
     assert json.loads((again / "as_ai.json").read_text())["photo_input"] == {"contrast_stretch": [0.5, 99.5]}
