@@ -116,6 +116,8 @@ def run_diagnose(args: argparse.Namespace) -> int:
             else:
                 print(f"{j['file']}: {j['label']} (P(AS) = {j['probability']:.3f}, threshold {j['threshold']:.3f}) "
                       f"- {j['finding']}")
+                for reason in j["check"]["reasons"]:  # cautions and advice, one per line under the finding
+                    print(f"    - {reason}")
     failed = sum("error" in r["json"] for r in rows)
     if failed:
         print(f"as-ai diagnose: {failed} of {len(rows)} file(s) could not be read", file=sys.stderr)

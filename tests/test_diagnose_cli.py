@@ -89,6 +89,18 @@ def test_text_output_uses_clinician_wording(model, images, capsys):
     assert ("Findings suggest ankylosing spondylitis" in line) or ("No radiographic signs" in line)
 
 
+def test_text_output_lists_the_cautions_under_the_finding(model, tmp_path, capsys):
+    from as_ai.synthetic import pelvis
+    from as_ai.synthetic.phone import photograph, save_photo, to_display
+
+    photo = tmp_path / "phone.jpg"
+    save_photo(photograph(to_display(pelvis.sample(3, size=256).image), level=3, seed=1), photo, exif_p=0.0)
+    assert main(["diagnose", str(photo), "--model", str(model), "--no-progress"]) == 0
+    lines = capsys.readouterr().out.rstrip("\n").split("\n")
+    assert lines[0].startswith(str(photo) + ": ")
+    assert any(ln.startswith("    - ") and "photo of a screen" in ln for ln in lines[1:])
+
+
 def test_bad_model_is_one_clear_error(images, tmp_path, capsys):
     _, paths = images
     assert main(["diagnose", str(paths[0]), "--model", str(tmp_path)]) == 2
