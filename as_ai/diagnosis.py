@@ -555,11 +555,11 @@ def _stretched(rg: Radiograph, pct: tuple[float, float]) -> Radiograph:
 
 
 def _scaled(p: Preprocess, size: int) -> Preprocess:
-    """``p`` with its eval crop set to ``size`` and the resize scaled in proportion."""
+    """``p`` with its eval crop set to ``size`` and the resize and input blur scaled in proportion."""
     if size == p.crop:
         return p
     resize = max(size, int(math.floor(p.resize_short * size / p.crop + 0.5)))
-    return dataclasses.replace(p, crop=size, resize_short=resize)
+    return dataclasses.replace(p, crop=size, resize_short=resize, blur_sigma=min(5.0, p.blur_sigma * size / p.crop))
 
 
 def _chunks(items: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:

@@ -501,6 +501,10 @@ class Preprocess:
     random 224 crop, rotation ±10°, horizontal and vertical flips p=0.5; ImageNet mean/std). A model repo
     stores ``to_dict()`` in ``as_ai.json["preprocess"]`` so inference cannot drift from training.
 
+    ``blur_sigma`` (not in the study; default 0 = off) softens every input, in training and inference alike,
+    by a Gaussian of that many pixels of the crop (:func:`soften_input`). Images from a sharp and a soft
+    detector then differ less, so a model cannot take the detector's sharpness for blurred joint margins.
+
     Raises:
         ValueError: a parameter is out of range (crop larger than the resize, std <= 0, p not in [0, 1]).
 
@@ -519,6 +523,7 @@ class Preprocess:
     rotation_degrees: float = 10.0
     hflip: float = 0.5
     vflip: float = 0.5
+    blur_sigma: float = 0.0  # Gaussian blur (px of the crop) of every input after the crop: sharpness harmonised
 
     def __post_init__(self) -> None:
         for name in ("resize_short", "crop", "train_resize_short", "train_crop"):
@@ -541,7 +546,7 @@ class Preprocess:
             if name == "std" and min(triple) <= 0:
                 raise ValueError(f"Preprocess.std must be > 0, got {value!r}")
             object.__setattr__(self, name, triple)
-        for name in ("rotation_degrees", "hflip", "vflip"):
+        for name in ("rotation_degrees", "hflip", "vflip", "blur_sigma"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"Preprocess.{name} must be a finite number, got {value!r}")
@@ -551,6 +556,8 @@ class Preprocess:
         for name in ("hflip", "vflip"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"Preprocess.{name} is a probability in [0, 1], got {getattr(self, name)}")
+        if not 0.0 <= self.blur_sigma <= 5.0:
+            raise ValueError(f"Preprocess.blur_sigma must be in [0, 5] pixels, got {self.blur_sigma}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable parameters (tuples as lists), as stored in ``as_ai.json``."""
@@ -576,6 +583,34 @@ class Preprocess:
             return cls(**d)
         except ValueError as exc:
             raise ModelLoadError(f"as_ai.json 'preprocess' is invalid: {exc}.") from exc
+
+
+def soften_input(x: "torch.Tensor", sigma: float) -> "torch.Tensor":
+    """Blur images (… × H × W tensors) by a Gaussian of ``sigma`` pixels; ``sigma`` 0 returns ``x`` itself.
+
+    ``Preprocess.blur_sigma`` applies it to every model input after the crop. Normalisation is affine per
+    channel and the blur keeps constants, so it gives the same result before or after normalising.
+    """
+    import torch
+    from torchvision.transforms.v2 import functional as F
+
+    if sigma <= 0:
+        return x
+    k = 2 * int(math.ceil(3 * sigma)) + 1
+    return F.gaussian_blur(x.to(torch.float32), [k, k], [float(sigma), float(sigma)]).to(x.dtype)
+
+
+class _Soften:
+    """A transform step: :func:`soften_input` by ``sigma``."""
+
+    def __init__(self, sigma: float) -> None:
+        self.sigma = float(sigma)
+
+    def __call__(self, x: "torch.Tensor") -> "torch.Tensor":
+        return soften_input(x, self.sigma)
+
+    def __repr__(self) -> str:
+        return f"Soften(sigma={self.sigma})"
 
 
 class _GreyToRGB:
@@ -609,6 +644,7 @@ def eval_transform(p: Preprocess) -> Any:
     return v2.Compose([
         v2.Resize(p.resize_short, interpolation=v2.InterpolationMode.BILINEAR, antialias=True),
         v2.CenterCrop(p.crop),
+        *([_Soften(p.blur_sigma)] if p.blur_sigma > 0 else []),
         _GreyToRGB(),
         v2.Normalize(mean=list(p.mean), std=list(p.std)),
     ])
@@ -635,6 +671,7 @@ def train_transform(p: Preprocess) -> Any:
         v2.RandomRotation(p.rotation_degrees, interpolation=v2.InterpolationMode.BILINEAR, fill=0.0),
         v2.RandomHorizontalFlip(p.hflip),
         v2.RandomVerticalFlip(p.vflip),
+        *([_Soften(p.blur_sigma)] if p.blur_sigma > 0 else []),
         _GreyToRGB(),
         v2.Normalize(mean=list(p.mean), std=list(p.std)),
     ])
@@ -679,6 +716,7 @@ def to_model_input(images: Sequence[Radiograph | np.ndarray], p: Preprocess) -> 
         resized = F.resize(_readonly_view(rg.pixels)[None, None], [p.resize_short],
                            interpolation=F.InterpolationMode.BILINEAR, antialias=True)
         grey[i] = F.center_crop(resized, [p.crop, p.crop])
+    grey = soften_input(grey, p.blur_sigma)
     mean = torch.tensor(p.mean, dtype=torch.float32).view(1, 3, 1, 1)
     std = torch.tensor(p.std, dtype=torch.float32).view(1, 3, 1, 1)
     return (grey.expand(-1, 3, -1, -1) - mean) / std  # grey to 3 channels and normalise, batched

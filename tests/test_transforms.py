@@ -49,6 +49,7 @@ def test_preprocess_round_trips_through_json():
     ({"std": [0.2, 0.0, 0.2]}, "std must be > 0"),
     ({"mean": [0.5, 0.5]}, "three finite numbers"),
     ({"hflip": 1.5}, "probability"),
+    ({"blur_sigma": -1}, "blur_sigma must be in [0, 5]"),
     ({"resize_short": "256"}, "positive int"),
     ([256, 224], "must be an object"),
 ])
@@ -56,6 +57,30 @@ def test_from_dict_rejects_bad_configs_clearly(d, fragment):
     with pytest.raises(ModelLoadError) as err:
         Preprocess.from_dict(d)
     assert fragment in str(err.value)
+
+
+def test_input_blur_softens_every_path_alike_and_is_off_by_default():
+    from scipy import ndimage
+
+    from as_ai.imaging import soften_input, to_model_input, train_transform
+
+    assert Preprocess().blur_sigma == 0 and Preprocess.from_dict({}).blur_sigma == 0  # older repos: no blur
+    img = np.zeros((256, 256), np.float32)
+    img[:, 128:] = 1.0                                   # one sharp vertical edge
+    sharp, soft = Preprocess(resize_short=224, crop=224), Preprocess(resize_short=224, crop=224, blur_sigma=1.5)
+    a, b = to_model_input([img], sharp)[0], to_model_input([img], soft)[0]
+    steepest = lambda x: float(np.abs(np.diff(_unnormalise(x, sharp)[0, 100].numpy())).max())  # noqa: E731
+    assert steepest(b) < 0.5 * steepest(a)              # the edge is spread
+    torch.testing.assert_close(eval_transform(soft)(_tensor(img)), b, atol=1e-5, rtol=0)  # one rule, two paths
+    grey = _unnormalise(b, soft)[0].numpy()             # an independent blur of the sharp crop agrees inside
+    ref = ndimage.gaussian_filter(_unnormalise(a, sharp)[0].numpy(), 1.5, mode="reflect", truncate=3.0)
+    np.testing.assert_allclose(grey[20:-20, 20:-20], ref[20:-20, 20:-20], atol=2e-3)
+    x = torch.rand(2, 1, 8, 8)
+    assert soften_input(x, 0.0) is x
+    torch.manual_seed(0)
+    t = train_transform(Preprocess(resize_short=224, crop=224, train_resize_short=224, train_crop=224,
+                                   rotation_degrees=0, hflip=0, vflip=0, blur_sigma=1.5))(_tensor(img))
+    assert float(np.abs(np.diff(_unnormalise(t, soft)[0, 100].numpy())).max()) < 0.5 * steepest(a)
 
 
 # ------------------------------------------------------------------------------------------ eval
