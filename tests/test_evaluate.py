@@ -186,6 +186,39 @@ def test_report_reads_like_a_results_section(report, metrics):
     assert "| External AUC | >= 0.95 |" in text
 
 
+def test_softness_test_reads_the_clean_images_again_blurred(report, metrics, pred):
+    so = metrics["softness"]
+    clean = pred[pred["set"] == "clean"]
+    assert [r["sigma"] for r in so["rows"]] == [0.0, *ev.SOFTNESS_SIGMAS] and so["n"] == len(clean)
+    base = so["rows"][0]                 # unblurred: the same probabilities as the scored predictions
+    y = clean["y_true"].to_numpy()
+    assert base["mean_prob_non_as"] == pytest.approx(clean["prob"][y == 0].mean(), abs=1e-5)
+    assert base["auc"] == pytest.approx(roc_auc_score(y, clean["prob"]), abs=1e-6)
+    assert so["rows"][-1]["mean_prob_as"] != pytest.approx(base["mean_prob_as"], abs=1e-9)  # blur changes scores
+    text = (report / "report.md").read_text()
+    assert "### Softer images" in text and f"| 1 | {so['rows'][-1]['auc']:.3f} |" in text
+
+
+def test_softness_metrics_on_known_scores():
+    y = np.array([0, 0, 1, 1])
+    out = ev.softness_metrics(y, {1.0: np.array([0.8, 0.2, 0.7, 0.9]), 0.0: np.array([0.1, 0.2, 0.7, 0.9])}, 0.5)
+    assert [r["sigma"] for r in out["rows"]] == [0.0, 1.0]     # sorted, the image as it is first
+    sharp, soft = out["rows"]
+    assert sharp["specificity"] == 1.0 and soft["specificity"] == 0.5 and soft["sensitivity"] == 1.0
+    assert soft["mean_prob_non_as"] == pytest.approx(0.5) and sharp["auc"] == 1.0 and soft["auc"] == 0.75
+
+
+def test_softness_option_is_validated_and_can_be_skipped(dataset, model, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        ev.main(["--model", str(model), "--data", str(dataset), "--out", str(tmp_path / "o"), "--softness", "-1"])
+    assert "each blur must be" in capsys.readouterr().err
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert ev.main(["--model", str(model), "--data", str(dataset), "--out", str(tmp_path / "o"),
+                        "--softness", "none", "--phone-split", "none", "--no-progress"]) == 0
+    assert "softness" not in json.loads((tmp_path / "o" / "metrics.json").read_text())
+
+
 # ------------------------------------------------------------------------------------------------ cache
 def test_cached_predictions_are_reused_and_missing_rows_rescored(report, dataset, model, tmp_path):
     out = tmp_path / "again"

@@ -157,6 +157,25 @@ def render_report(m: Mapping[str, Any]) -> str:
                     lines.append(f"| {lvl} | {r['n']} | {r['n_as']} | {_auc(r['phone_auc'])} | {_auc(r['clean_auc'])} |")
                 lines.append("")
 
+    # -- softness
+    so = m.get("softness")
+    if so and len(so["rows"]) > 1:
+        base, soft = so["rows"][0], so["rows"][-1]
+        lines += ["### Softer images", "",
+                  f"The same {so['n']} clean external radiographs, read again after a Gaussian blur ({so['unit']}). "
+                  "Blurred joint margins are a sign of early sacroiliitis, but a soft detector, a low dose or a "
+                  f"shaken phone blurs the whole image. At sigma {soft['sigma']:g} the mean P(AS) of the non-AS "
+                  f"images went from {_f(base['mean_prob_non_as'])} to {_f(soft['mean_prob_non_as'])} and the "
+                  f"specificity at the threshold from {_f(base['specificity'])} to {_f(soft['specificity'])}"
+                  + (": the model reads softness as disease, so prefer the sharpest original file."
+                     if (soft["mean_prob_non_as"] or 0) - (base["mean_prob_non_as"] or 0) > 0.05 else "."), "",
+                  "| Blur sigma | AUC | ECE | Sensitivity | Specificity | Mean P(AS), non-AS | Mean P(AS), AS |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in so["rows"]:
+            lines.append(f"| {r['sigma']:g} | {_f(r['auc'])} | {_f(r['ece'])} | {_f(r['sensitivity'])} | "
+                         f"{_f(r['specificity'])} | {_f(r['mean_prob_non_as'])} | {_f(r['mean_prob_as'])} |")
+        lines.append("")
+
     # -- readers
     rd = m.get("readers")
     if rd:

@@ -12,7 +12,10 @@ Reads top to bottom:
                metrics, ECE), ensemble vs each member (paired DeLong), phone photos vs their clean images
                (AUC drop, paired DeLong), the reader study (each simulated expert alone, expert + model with the
                OR rule, Cohen's kappa between readers, vs the reference reader and vs the truth)
-  4. write     ``metrics.json``, ``report.md`` (train/_report.py) and PNG figures (train/_figures.py)
+  4. soften    the clean images read again, blurred by a Gaussian of 0.5 and 1 px at the model's reading scale
+               (:func:`softness`): how the scores move when the detector, the dose or the camera gives a softer
+               image (blurred joint margins are also a sign of early sacroiliitis)
+  5. write     ``metrics.json``, ``report.md`` (train/_report.py) and PNG figures (train/_figures.py)
 
 Truth: ``--truth true`` (default) scores against the labels of the true grades (``true_label``, known only for
 phantoms); ``--truth reference`` against the reference reader's label (``label``), the only truth a real
@@ -39,8 +42,10 @@ MEMBER = "member:"          # predictions.csv column prefix of a member's own P(
 READER = "reader:"          # predictions.csv column prefix of a simulated reader's call (1 = AS)
 GRADE_COLUMNS = ("grade_left", "grade_right", "reader_grade_left", "reader_grade_right")
 _SCORE_COLUMNS = ("prob", "label", "in_distribution")
+SOFTNESS_SIGMAS = (0.5, 1.0)  # Gaussian blur, px at the model's reading scale (sigma 1 is a slightly soft image)
 
-__all__ = ["Evaluation", "evaluate", "find_splits", "study_metrics", "targets", "main", "TRUTHS"]
+__all__ = ["Evaluation", "evaluate", "find_splits", "softness", "softness_metrics", "study_metrics",
+           "targets", "main", "TRUTHS", "SOFTNESS_SIGMAS"]
 
 
 # ------------------------------------------------------------------------------------------------ result
@@ -167,6 +172,46 @@ def _score(diagnoser: Any, frame: pd.DataFrame, cached: pd.DataFrame | None, *, 
     merged["prob"] = merged["prob"].astype(float)
     merged["in_distribution"] = merged["in_distribution"].map(lambda v: str(v) == "True")
     return merged, len(todo)
+
+
+def softness_metrics(y: np.ndarray, probs: Mapping[float, np.ndarray], threshold: float) -> dict[str, Any]:
+    """Per blur sigma: AUC, ECE, sensitivity, specificity at ``threshold`` and mean P(AS) of each class.
+
+    ``probs`` maps sigma (0 = the image as it is) to P(AS) of the same images in the same order.
+    """
+    y = np.asarray(y).astype(int)
+    rows = []
+    for sigma, p in sorted(probs.items()):
+        p = np.asarray(p, dtype=float)
+        rep = binary_report(y, p, threshold).to_dict()
+        rows.append({"sigma": float(sigma), "auc": auc_ci(y, p)[1] if len(np.unique(y)) == 2 else None,
+                     "ece": rep["ece"], "sensitivity": rep["recall"], "specificity": rep["specificity"],
+                     "mean_prob_non_as": float(p[y == 0].mean()) if (y == 0).any() else None,
+                     "mean_prob_as": float(p[y == 1].mean()) if (y == 1).any() else None})
+    return {"unit": "Gaussian sigma, px at the model's reading scale", "threshold": float(threshold), "n": int(len(y)),
+            "n_as": int(y.sum()), "rows": rows}
+
+
+def softness(diagnoser: Any, paths: Sequence[str | Path], y: np.ndarray, *,
+             sigmas: Sequence[float] = SOFTNESS_SIGMAS, batch_size: int = 16) -> dict[str, Any]:
+    """Score ``paths`` as they are and blurred by each of ``sigmas``: :func:`softness_metrics` of the result.
+
+    Every image is read as the model reads it (``Diagnoser.model_views``, its preprocessing), then blurred at
+    the model's input scale, so one sigma means the same softness for a 512 px phantom and a 3000 px file.
+    """
+    import torch
+
+    from as_ai.imaging import load_radiograph, soften_input
+
+    levels = [0.0, *sorted(float(s) for s in sigmas if s > 0)]
+    probs: dict[float, list[np.ndarray]] = {s: [] for s in levels}
+    with torch.inference_mode():
+        for i in range(0, len(paths), batch_size):
+            x = diagnoser.model_input(diagnoser.model_views([load_radiograph(p) for p in paths[i:i + batch_size]]))
+            for s in levels:
+                probs[s].append(diagnoser.predict_tensor({k: soften_input(v, s) for k, v in x.items()})[0]
+                                .double().numpy())
+    return softness_metrics(y, {s: np.concatenate(v) for s, v in probs.items()}, diagnoser.threshold)
 
 
 def _load_cache(path: Path, provenance: str) -> pd.DataFrame | None:
@@ -341,11 +386,13 @@ def _reader_metrics(clean: pd.DataFrame, ycol: str, model_calls: np.ndarray, lev
 # -------------------------------------------------------------------------------------------- 4. write
 def evaluate(model: str | Path, data: str | Path, *, out: str | Path, truth: str = "true", batch_size: int = 16,
              split: str | None = None, phone_split: str | None = None, level: float = 0.95,
-             rescore: bool = False, progress: bool = True, figures: bool = True) -> Evaluation:
+             rescore: bool = False, progress: bool = True, figures: bool = True,
+             softness_sigmas: Sequence[float] = SOFTNESS_SIGMAS) -> Evaluation:
     """Run the external evaluation of the diagnosis model ``model`` on ``data`` and write it to ``out``.
 
     Writes ``predictions.csv`` (reused on the next run for the same model unless ``rescore``),
     ``metrics.json``, ``report.md`` and PNG figures. Returns where they are and the metrics.
+    ``softness_sigmas`` are the blurs of the softness test on the clean images (empty: no test).
 
     Raises:
         FileNotFoundError: the data folder has no external split.
@@ -381,6 +428,10 @@ def evaluate(model: str | Path, data: str | Path, *, out: str | Path, truth: str
     metrics["model"] = {"provenance": diagnoser.provenance, "members": dict(diagnoser.archs),
                         "combine": diagnoser.combine, "calibration": diagnoser.calibration.to_dict(),
                         "synthetic": diagnoser.synthetic, "training_data": _training_data(diagnoser.config)}
+    if softness_sigmas:
+        clean = pred[pred["set"] == "clean"]
+        metrics["softness"] = softness(diagnoser, list(clean["path"]), clean[f"y_{truth}"].to_numpy(),
+                                       sigmas=softness_sigmas, batch_size=batch_size)
     metrics["data"] = {"clean": str(clean_dir), "phone": None if phone_dir is None else str(phone_dir),
                        "synthetic": _is_synthetic(clean_dir)}
     figs: list[Path] = []
@@ -444,6 +495,19 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
+def _sigmas(text: str) -> tuple[float, ...]:
+    """``--softness`` value: comma-separated positive blurs, or 'none'."""
+    if text.strip().lower() in ("none", ""):
+        return ()
+    try:
+        vals = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 0.5,1 (or 'none'), got {text!r}")
+    if not all(np.isfinite(v) and 0 < v <= 20 for v in vals):
+        raise argparse.ArgumentTypeError(f"each blur must be a number of pixels in (0, 20], got {text!r}")
+    return vals
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m train.evaluate --model DIR --data DIR --out DIR [--truth true|reference]``."""
     p = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__.split("\n\n")[0])
@@ -457,6 +521,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--level", type=float, default=0.95, help="confidence level of intervals (default 0.95)")
     p.add_argument("--rescore", action="store_true", help="ignore cached predictions.csv and score every image")
+    p.add_argument("--softness", type=_sigmas, default=SOFTNESS_SIGMAS, metavar="SIGMAS",
+                   help="blurs of the softness test, px at the model's reading scale, comma-separated "
+                        f"(default {','.join(map(str, SOFTNESS_SIGMAS))}; 'none' skips it)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     from as_ai.errors import AsAiError
@@ -464,7 +531,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         ev = evaluate(args.model, args.data, out=args.out, truth=args.truth, batch_size=args.batch_size,
                       split=args.split, phone_split=args.phone_split, level=args.level, rescore=args.rescore,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, softness_sigmas=args.softness)
     except (FileNotFoundError, ValueError, AsAiError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
