@@ -86,6 +86,12 @@ def test_run_writes_a_complete_repository(run):
     assert len(folds) == 2 and set(folds[0]) >= {"auc", "accuracy", "precision", "recall", "f1", "best_epoch"}
     ext = cfg["metrics"]["external"]["true"]
     assert set(ext) >= {"auc", "auc_ci", "precision", "recall", "f1", "ece", "members_auc", "vs_best_member"}
+    soft = cfg["metrics"]["external_softness"]        # the evaluation's softness test, on the external split
+    assert [r["sigma"] for r in soft["rows"]] == [0.0, 0.5, 1.0] and soft["n"] == 12
+    assert soft["rows"][0]["auc"] == pytest.approx(ext["auc"], abs=1e-6)  # unblurred: the split's own scores
+    oof = pd.read_csv(run["out"] / "oof.csv")           # out-of-fold predictions, for analysis (not published)
+    assert len(oof) == 24 and set(oof["fold"]) == {0, 1} and oof["ensemble"].between(0, 1).all()
+    assert {f"member_{a}" for a in ARCHS} <= set(oof.columns) and not (model / "oof.csv").exists()
     assert (run["out"] / "config.yaml").is_file() and (run["out"] / "metrics.json").is_file()
     assert not any(p.suffix in (".bin", ".pkl") for p in model.rglob("*"))  # checkpoints stay out of the repo
 
@@ -328,3 +334,25 @@ def test_pretrained_weights_offline(monkeypatch):
     cfg.pretrained = "auto"
     model = train_diag.create_model("mobilenetv3_small_050", cfg, log)
     assert model.num_classes == 2 and "trained from scratch" in log[0]
+
+
+def test_phone_variants_give_each_image_several_photos_and_a_sample_draws_among_them(tmp_path):
+    rng = np.random.default_rng(3)
+    _write_split(tmp_path / "train", 4, rng)
+    cfg = train_diag.TrainConfig(archs=ARCHS, phone_augment=1.0, phone_variants=3, phone_levels=[1, 4],
+                                 preprocess={"resize_short": 72, "crop": 64, "train_resize_short": 72,
+                                             "train_crop": 64})
+    from as_ai.imaging import Preprocess
+
+    pp = Preprocess.from_dict(cfg.preprocess)
+    data = train_diag.read_split(tmp_path / "train", cfg, pp, [64], train_size=True, phone=True)
+    assert sorted(data.phone) == [0, 1, 2, 3]
+    for photos in data.phone.values():
+        assert len(photos) == 3 and all(p.dtype == torch.uint8 for p in photos)
+        assert not torch.equal(photos[0], photos[1]) and not torch.equal(photos[1], photos[2])  # other scenes
+    train_set = train_diag.TrainSet(data, np.array([0]), lambda t: t, phone_p=1.0)
+    torch.manual_seed(0)
+    seen = {tuple(train_set[0][0].flatten()[:64].tolist()) for _ in range(30)}
+    assert len(seen) == 3                                 # every variant is shown, only those
+    with pytest.raises(SystemExit, match="phone_variants"):
+        train_diag.TrainConfig(archs=ARCHS, phone_variants=0).validate()

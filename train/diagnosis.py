@@ -104,6 +104,7 @@ class TrainConfig:
     train_photos_stretched: bool = False  # show the training phone photos stretched the same way too
     phone_augment: float = 0.0           # probability of showing a simulated phone photo of the image instead
     phone_fraction: float = 1.0          # share of training images that get a (precomputed) phone photo
+    phone_variants: int = 1              # photos precomputed per image (other seeds, next levels): one is drawn
     phone_levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
     workers: int = 1                     # processes for precomputing phone photos
     label_column: str = "label"          # the reference label used for training (noisy reader on phantoms)
@@ -159,6 +160,8 @@ class TrainConfig:
              f"augment_after_auc must be in [0.5, 1) or null, got {self.augment_after_auc}"),
             (self.augment_ramp_epochs >= 0, f"augment_ramp_epochs must be >= 0, got {self.augment_ramp_epochs}"),
             (0.0 < self.phone_fraction <= 1.0, f"phone_fraction must be in (0, 1], got {self.phone_fraction}"),
+            (isinstance(self.phone_variants, int) and 1 <= self.phone_variants <= 16,
+             f"phone_variants must be an integer from 1 to 16, got {self.phone_variants!r}"),
         ]
         checks.append((self.consistency >= 0, f"consistency must be >= 0, got {self.consistency}"))
         for ok, msg in checks:
@@ -186,7 +189,7 @@ class Images:
     y: np.ndarray                      # reference labels, 1 = AS
     train: list[torch.Tensor]          # 1 x H x W uint8, short edge train_resize_short
     eval: dict[int, torch.Tensor]      # size -> N x 1 x s x s float16 (eval resize + centre crop, before normalise)
-    phone: dict[int, torch.Tensor] | None = None   # image index -> its phone photo (train size, uint8)
+    phone: dict[int, list[torch.Tensor]] | None = None   # image index -> its phone photos (train size, uint8)
 
 
 def read_split(folder: Path, cfg: TrainConfig, pp: Any, sizes: Sequence[int], *, train_size: bool,
@@ -200,7 +203,7 @@ def read_split(folder: Path, cfg: TrainConfig, pp: Any, sizes: Sequence[int], *,
     from tqdm.auto import tqdm
 
     from as_ai.diagnosis import _scaled
-    from as_ai.imaging import load_radiograph
+    from as_ai.imaging import load_radiograph, soften_input
 
     meta_path = folder / "metadata.csv"
     if not meta_path.is_file():
@@ -225,14 +228,20 @@ def read_split(folder: Path, cfg: TrainConfig, pp: Any, sizes: Sequence[int], *,
         for s in sizes:
             ps = _scaled(pp, s)
             e = F.resize(t, [ps.resize_short], interpolation=F.InterpolationMode.BILINEAR, antialias=True)
-            evals[s].append(F.center_crop(e, [s, s]).to(torch.float16))
+            evals[s].append(soften_input(F.center_crop(e, [s, s]), ps.blur_sigma).to(torch.float16))
         if train_size:
             train_imgs.append(_train_resized(t, _train_scale(pp, cfg)))
         if phone and i in chosen:
-            phone_jobs.append((i, np.array(rg.pixels), int(cfg.phone_levels[i % len(cfg.phone_levels)]),
-                               cfg.seed * 100003 + i, _train_scale(pp, cfg).train_resize_short,
-                               tuple(cfg.photo_stretch) if cfg.photo_stretch and cfg.train_photos_stretched else None))
-    phone_imgs = dict(_phone_photos(phone_jobs, cfg.workers)) if phone_jobs else None
+            pixels = np.array(rg.pixels)  # one copy, shared by the variants' jobs
+            for k in range(cfg.phone_variants):  # variant k: the next level, its own scene
+                phone_jobs.append((i, pixels, int(cfg.phone_levels[(i + k) % len(cfg.phone_levels)]),
+                                   cfg.seed * 100003 + i + k * 1_000_003, _train_scale(pp, cfg).train_resize_short,
+                                   tuple(cfg.photo_stretch) if cfg.photo_stretch and cfg.train_photos_stretched else None))
+    phone_imgs: dict[int, list[torch.Tensor]] | None = None
+    if phone_jobs:
+        phone_imgs = {}
+        for i, photo in _phone_photos(phone_jobs, cfg.workers):
+            phone_imgs.setdefault(i, []).append(photo)
     return Images(files=list(meta["file_name"]), meta=meta, y=y, train=train_imgs,
                   eval={s: torch.stack(v) for s, v in evals.items()}, phone=phone_imgs)
 
@@ -280,6 +289,7 @@ def centred_transform(pp: Any, *, zoom: float = 0.08, jitter: float | torch.nn.M
     """
     from torchvision.transforms import v2
 
+    from as_ai.imaging import _Soften
     from train._augment import AcquisitionJitter
 
     return v2.Compose([
@@ -289,6 +299,7 @@ def centred_transform(pp: Any, *, zoom: float = 0.08, jitter: float | torch.nn.M
         v2.RandomVerticalFlip(pp.vflip),
         v2.CenterCrop(pp.crop),
         jitter if isinstance(jitter, torch.nn.Module) else AcquisitionJitter(jitter),
+        *([_Soften(pp.blur_sigma)] if pp.blur_sigma > 0 else []),  # as every input is read (imaging.Preprocess)
         _Grey3(),
         v2.Normalize(mean=list(pp.mean), std=list(pp.std)),
     ])
@@ -329,7 +340,8 @@ class TrainSet(torch.utils.data.Dataset):
         j = int(self.idx[i])
         src = self.data.train[j]
         if self.data.phone is not None and j in self.data.phone and float(torch.rand(())) < self.phone_p:
-            src = self.data.phone[j]
+            photos = self.data.phone[j]
+            src = photos[int(torch.randint(len(photos), ()))] if len(photos) > 1 else photos[0]
         return self.transform(src.float() / 255.0), int(self.data.y[j])
 
 
@@ -407,6 +419,7 @@ def fit_one(accelerator: Any, arch: str, cfg: TrainConfig, data: Images, train_i
     from sklearn.metrics import roc_auc_score
     from tqdm.auto import tqdm
 
+    from as_ai.diagnosis import _scaled
     from as_ai.imaging import train_transform
 
     torch.manual_seed(cfg.seed * 1000 + cfg.archs.index(arch))  # same-arch members still differ
@@ -415,7 +428,8 @@ def fit_one(accelerator: Any, arch: str, cfg: TrainConfig, data: Images, train_i
 
     jitter = AcquisitionJitter(cfg.acquisition_jitter)
     if cfg.augment == "centred":
-        transform = centred_transform(dataclasses.replace(pp, crop=size), zoom=cfg.zoom, jitter=jitter)
+        transform = centred_transform(dataclasses.replace(pp, crop=size, blur_sigma=_scaled(pp, size).blur_sigma),
+                                      zoom=cfg.zoom, jitter=jitter)
     else:
         transform = torchvision_compose(train_transform(dataclasses.replace(pp, train_crop=size)), jitter)
     train_set = TrainSet(data, train_idx, transform, cfg.phone_augment)
@@ -595,6 +609,23 @@ def evaluate_split(diagnoser: Any, data: Images, cfg: TrainConfig) -> dict[str, 
     return out
 
 
+def softness_split(diagnoser: Any, data: Images, cfg: TrainConfig) -> dict[str, Any]:
+    """The evaluation's softness test (``train.evaluate.softness_metrics``) on a split's cached crops, against
+    the true labels: the same images blurred by 0.5 and 1 px at the reading scale."""
+    from as_ai.imaging import soften_input
+    from train.evaluate import SOFTNESS_SIGMAS, softness_metrics
+
+    y = _binary(data.meta[cfg.true_label_column], Path(cfg.true_label_column))
+    probs = {}
+    with torch.inference_mode():
+        for sigma in (0.0, *SOFTNESS_SIGMAS):
+            xs = {s: _normalise(soften_input(data.eval[s].float(), sigma), diagnoser.preprocess)
+                  for s in diagnoser.ensemble.sizes}
+            probs[sigma] = torch.cat([diagnoser.predict_tensor({s: x[i:i + 64] for s, x in xs.items()})[0].double()
+                                      for i in range(0, len(y), 64)]).numpy()
+    return softness_metrics(y, probs, diagnoser.threshold)
+
+
 def _normalise(x: torch.Tensor, pp: Any) -> torch.Tensor:
     mean = torch.tensor(pp.mean).view(1, 3, 1, 1)
     std = torch.tensor(pp.std).view(1, 3, 1, 1)
@@ -698,6 +729,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     accelerator.print(f"calibration ({cfg.calibration}) and threshold {threshold:.3f} fitted on "
                       f"{calibration_set['images']} ({len(fit_idx)} images, AUC {calibration_set['auc']:.4f}, "
                       f"ECE {calibration_set['ece']:.4f})")
+    if accelerator.is_main_process:  # for analysis (e.g. other calibrations); never published
+        oof_table = train.meta.drop(columns=["rois"], errors="ignore").assign(
+            fold=np.concatenate([np.full(len(va), k) for k, (_, va) in enumerate(folds)])[np.argsort(
+                np.concatenate([va for _, va in folds]))],
+            ensemble_raw=oof_ens, ensemble=oof_cal, **{f"member_{parse_arch(a)[0]}": cv[a]["oof"] for a in kept})
+        oof_table.to_csv(out / "oof.csv", index=False)
     metrics: dict[str, Any] = {"cv": {
         "n": int(len(train.y)), "folds": cfg.folds, "label": cfg.label_column, "common_fold": common,
         "calibration_set": calibration_set,
@@ -717,6 +754,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             ev = read_split(data_dir / split, cfg, pp, diagnoser.ensemble.sizes, train_size=False, desc=split,
                             view=lambda rg: diagnoser.model_views([rg])[0])
             metrics[split] = evaluate_split(diagnoser, ev, cfg)
+            if split == "external" and cfg.true_label_column in ev.meta.columns:
+                metrics["external_softness"] = softness_split(diagnoser, ev, cfg)
             accelerator.print(f"{split}: " + json.dumps({t: {k: metrics[split][t][k] for k in ("auc", "ece")}
                                                          for t in ("reference", "true") if t in metrics[split]}))
     if "external" in metrics and "external_phone" in metrics:
