@@ -318,6 +318,23 @@ class Diagnoser:
         return ("This looks like a photo of a screen. The model reads photos less reliably than the original "
                 f"file{measured}; use the original DICOM or PNG when you can.{stretched}")
 
+    @property
+    def softness_caution(self) -> str | None:
+        """What a result on a blurred image carries when this model's evaluation found that softer images read
+        as more likely AS (``metrics.external_softness`` of ``as_ai.json``), else None."""
+        rows = self.config.get("metrics", {}).get("external_softness", {}).get("rows") or []
+        try:
+            base, soft = rows[0], rows[-1]
+            rise = float(soft["mean_prob_non_as"]) - float(base["mean_prob_non_as"])
+        except (IndexError, KeyError, TypeError, ValueError):
+            return None
+        if len(rows) < 2 or rise <= 0.05:
+            return None
+        return ("This model reads softer images as more likely AS: in its evaluation, blurring the external "
+                f"radiographs by {float(soft['sigma']):g} px raised the mean P(AS) of those without AS from "
+                f"{float(base['mean_prob_non_as']):.2f} to {float(soft['mean_prob_non_as']):.2f}. On a blurred "
+                "image like this one, a finding of AS is less certain than its probability says.")
+
     def model_views(self, images: Sequence[Radiograph | np.ndarray], photos: Sequence[Any] | None = None
                     ) -> list[Radiograph]:
         """The radiographs as the members read them: a photo of a screen contrast-stretched when the model
@@ -455,6 +472,8 @@ class Diagnoser:
             named = {n: float(v) for n, v in zip(self.ensemble.names, mp)}
             photo, descriptor = jobs[i].result()
             notes = list(rg.warnings) + ([self.photo_caution] if photo is not None and photo.is_photo else [])
+            if photo is not None and "blur" in photo.issues and self.softness_caution:
+                notes.append(self.softness_caution)
             check = build_check(gate=self.gate, features=None if feats is None else feats[i],
                                 photo=photo, member_probs=named, threshold=self.threshold,
                                 extra_reasons=notes, pixels=rg.pixels, descriptor=descriptor)

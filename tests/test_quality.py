@@ -170,6 +170,30 @@ def test_a_photo_of_a_screen_is_read_with_a_caution_that_quotes_the_model():
     assert "photo of a screen" not in " ".join(d(img).check.reasons)
 
 
+def test_a_blurred_radiograph_carries_the_model_s_softness_caution():
+    d = _demo()
+    rows = d.config["metrics"]["external_softness"]["rows"]      # the softness test of the model's evaluation
+    sensitive = rows[-1]["mean_prob_non_as"] - rows[0]["mean_prob_non_as"] > 0.05
+    assert (d.softness_caution is not None) is sensitive
+    img = to_display(pelvis.sample(4242, center="C", size=384).image)  # float grey: a file, not a photo
+    soft = ndimage.gaussian_filter(img, 3.0)
+    blurred, sharp = d(soft), d(img)
+    assert "blur" in blurred.check.photo.issues and "blur" not in sharp.check.photo.issues
+    if sensitive:
+        said = " ".join(blurred.check.reasons)
+        assert "reads softer images as more likely AS" in said and f"from {rows[0]['mean_prob_non_as']:.2f}" in said
+    assert not any("softer images" in r for r in sharp.check.reasons)
+
+
+def test_no_softness_caution_without_the_measure():
+    from as_ai.diagnosis import Diagnoser
+
+    d = _demo()
+    bare = Diagnoser(dict(zip(d.ensemble.names, d.ensemble.members.values())), archs=d.archs, preprocess=d.preprocess,
+                     calibration=d.calibration, threshold=d.threshold, config={})
+    assert bare.softness_caution is None
+
+
 # ------------------------------------------------------------------------------------- photo quality
 def test_clean_radiograph_has_no_photo_issues():
     pc = check_photo(load_radiograph(phantom(3, size=384)).pixels)
