@@ -322,6 +322,27 @@ def test_acquisition_jitter_keeps_lesions_where_they_are():
     assert torch.equal(AcquisitionJitter(0.0)(img), img)
 
 
+def test_jitter_blur_chance_and_strength_follow_the_config():
+    from train._augment import AcquisitionJitter
+
+    img = torch.zeros(1, 64, 64)
+    img[0, :, 32:] = 1.0                                 # one sharp edge
+    def softest(jitter, n=40):                           # the flattest edge step over n draws
+        steps = []
+        for seed in range(n):
+            torch.manual_seed(seed)
+            prof = jitter(img)[0].mean(0)                  # rows averaged: the noise cancels, the edge stays
+            steps.append(float(prof[28:37].diff().abs().max() / (prof[44] - prof[20]).abs().clamp_min(1e-3)))
+        return min(steps), sum(s < 0.6 for s in steps) / n
+    never, _ = softest(AcquisitionJitter(1.0, blur_p=0.0))
+    strong, share = softest(AcquisitionJitter(1.0, blur_p=1.0, blur_max=3.0))
+    assert never > 0.8 and strong < 0.25 and share > 0.6  # no blur at chance 0; wide blurs at chance 1
+    with pytest.raises(ValueError, match="blur_max"):
+        AcquisitionJitter(1.0, blur_max=9.0)
+    with pytest.raises(SystemExit, match="jitter_blur"):
+        train_diag.TrainConfig(archs=ARCHS, jitter_blur=[1.5, 2.0]).validate()
+
+
 def test_pretrained_weights_offline(monkeypatch):
     """pretrained: true fails with advice when weights cannot be fetched; auto falls back and says so."""
     import huggingface_hub.constants as hf_constants

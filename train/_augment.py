@@ -18,17 +18,22 @@ from torchvision.transforms.v2 import functional as F
 class AcquisitionJitter(torch.nn.Module):
     """Randomly re-process a 1 x H x W image in [0, 1] as another centre might have.
 
-    ``p`` is the chance that an image is jittered at all; each effect then has its own chance.
+    ``p`` is the chance that an image is jittered at all; each effect then has its own chance (the blur's is
+    ``blur_p``, its sigma up to ``blur_max``).
     The ranges cover the external centres of the data engine with some margin:
     gamma x0.7-1.45, contrast x0.8-1.25, brightness +-0.06, blur sigma 0.3-1.3 px, edge enhancement
     gain 0.2-0.8, additive noise sigma 0.005-0.04 (at the cached 384-px scale).
     """
 
-    def __init__(self, p: float = 0.8) -> None:
+    def __init__(self, p: float = 0.8, *, blur_p: float = 0.5, blur_max: float = 1.3) -> None:
         super().__init__()
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"p is a probability, got {p}")
-        self.p = p
+        if not 0.0 <= blur_p <= 1.0:
+            raise ValueError(f"blur_p is a probability, got {blur_p}")
+        if not 0.3 <= blur_max <= 5.0:
+            raise ValueError(f"blur_max must be in [0.3, 5] px, got {blur_max}")
+        self.p, self.blur_p, self.blur_max = p, blur_p, blur_max
 
     @staticmethod
     def _u(lo: float, hi: float) -> float:
@@ -45,8 +50,8 @@ class AcquisitionJitter(torch.nn.Module):
             x = x.clamp(0, 1) ** float(torch.exp(torch.empty(()).uniform_(-0.36, 0.37)))
         if self._chance(0.5):                                   # window / contrast
             x = (x - 0.5) * u(0.8, 1.25) + 0.5 + u(-0.06, 0.06)
-        if self._chance(0.5):                                   # detector blur
-            s = u(0.3, 1.3)
+        if self._chance(self.blur_p):                           # detector blur
+            s = u(0.3, self.blur_max)
             x = F.gaussian_blur(x, [2 * int(3 * s) + 1] * 2, [s, s])
         if self._chance(0.3):                                   # edge enhancement
             s = u(1.5, 3.0)

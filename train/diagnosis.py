@@ -90,6 +90,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     patience: int = 3                    # early stopping: epochs without a better validation AUC
     acquisition_jitter: float = 0.0      # chance of re-processing a training image as another centre might
+    jitter_blur: list[float] = field(default_factory=lambda: [0.5, 1.3])  # its blur: [chance, largest sigma px]
                                          # (gamma, contrast, blur, edge enhancement, noise; train/_augment.py)
     zoom: float = 0.08                   # "centred" augmentation: random scale within 1 +- zoom (field of view)
     augment_after_auc: float | None = None  # curriculum: no jitter / phone photos until an epoch's validation AUC
@@ -155,6 +156,9 @@ class TrainConfig:
             (0.0 <= self.phone_augment <= 1.0, f"phone_augment is a probability, got {self.phone_augment}"),
             (0.0 <= self.acquisition_jitter <= 1.0,
              f"acquisition_jitter is a probability, got {self.acquisition_jitter}"),
+            (isinstance(self.jitter_blur, (list, tuple)) and len(self.jitter_blur) == 2
+             and 0.0 <= float(self.jitter_blur[0]) <= 1.0 and 0.3 <= float(self.jitter_blur[1]) <= 5.0,
+             f"jitter_blur must be [chance 0-1, largest sigma 0.3-5 px], got {self.jitter_blur!r}"),
             (0.0 <= self.zoom < 0.5, f"zoom must be in [0, 0.5), got {self.zoom}"),
             (self.augment_after_auc is None or 0.5 <= self.augment_after_auc < 1.0,
              f"augment_after_auc must be in [0.5, 1) or null, got {self.augment_after_auc}"),
@@ -426,7 +430,8 @@ def fit_one(accelerator: Any, arch: str, cfg: TrainConfig, data: Images, train_i
     model = create_model(arch, cfg, log).to(memory_format=torch.channels_last)
     from train._augment import AcquisitionJitter
 
-    jitter = AcquisitionJitter(cfg.acquisition_jitter)
+    jitter = AcquisitionJitter(cfg.acquisition_jitter, blur_p=float(cfg.jitter_blur[0]),
+                               blur_max=float(cfg.jitter_blur[1]))
     if cfg.augment == "centred":
         transform = centred_transform(dataclasses.replace(pp, crop=size, blur_sigma=_scaled(pp, size).blur_sigma),
                                       zoom=cfg.zoom, jitter=jitter)
