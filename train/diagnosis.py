@@ -90,8 +90,8 @@ class TrainConfig:
     label_smoothing: float = 0.0
     patience: int = 3                    # early stopping: epochs without a better validation AUC
     acquisition_jitter: float = 0.0      # chance of re-processing a training image as another centre might
-    jitter_blur: list[float] = field(default_factory=lambda: [0.5, 1.3])  # its blur: [chance, largest sigma px]
                                          # (gamma, contrast, blur, edge enhancement, noise; train/_augment.py)
+    jitter_blur: list[float] = field(default_factory=lambda: [0.5, 1.3])  # its blur: [chance, largest sigma px]
     zoom: float = 0.08                   # "centred" augmentation: random scale within 1 +- zoom (field of view)
     augment_after_auc: float | None = None  # curriculum: no jitter / phone photos until an epoch's validation AUC
                                          # reaches this (a network from scratch first has to find the joints)
@@ -345,6 +345,7 @@ class TrainSet(torch.utils.data.Dataset):
         src = self.data.train[j]
         if self.data.phone is not None and j in self.data.phone and float(torch.rand(())) < self.phone_p:
             photos = self.data.phone[j]
+            # one photo: no extra draw, so runs without variants keep their random stream (and resume alike)
             src = photos[int(torch.randint(len(photos), ()))] if len(photos) > 1 else photos[0]
         return self.transform(src.float() / 255.0), int(self.data.y[j])
 
@@ -735,10 +736,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                       f"{calibration_set['images']} ({len(fit_idx)} images, AUC {calibration_set['auc']:.4f}, "
                       f"ECE {calibration_set['ece']:.4f})")
     if accelerator.is_main_process:  # for analysis (e.g. other calibrations); never published
+        fold_of = np.empty(len(train.y), dtype=int)
+        for k, (_, va) in enumerate(folds):
+            fold_of[va] = k
         oof_table = train.meta.drop(columns=["rois"], errors="ignore").assign(
-            fold=np.concatenate([np.full(len(va), k) for k, (_, va) in enumerate(folds)])[np.argsort(
-                np.concatenate([va for _, va in folds]))],
-            ensemble_raw=oof_ens, ensemble=oof_cal, **{f"member_{parse_arch(a)[0]}": cv[a]["oof"] for a in kept})
+            fold=fold_of, ensemble_raw=oof_ens, ensemble=oof_cal, **{f"member_{parse_arch(a)[0]}": cv[a]["oof"] for a in kept})
         oof_table.to_csv(out / "oof.csv", index=False)
     metrics: dict[str, Any] = {"cv": {
         "n": int(len(train.y)), "folds": cfg.folds, "label": cfg.label_column, "common_fold": common,
