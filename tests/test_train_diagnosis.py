@@ -322,6 +322,31 @@ def test_acquisition_jitter_keeps_lesions_where_they_are():
     assert torch.equal(AcquisitionJitter(0.0)(img), img)
 
 
+def test_phone_photo_workers_do_not_hang_after_multithreaded_torch(tmp_path):
+    """training with threads >= 2 runs parallel ops before the photo pool forks; the workers must not hang."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "pool.py"
+    script.write_text(textwrap.dedent("""
+        import numpy as np, torch
+        from train import diagnosis as td
+        torch.set_num_threads(2)
+        x = torch.rand(1, 1, 1536, 1536)
+        for _ in range(3):  # start the OpenMP pool in the parent
+            torch.nn.functional.interpolate(x, size=(700, 700), mode="bilinear", antialias=True)
+        img = np.random.default_rng(0).random((128, 128)).astype(np.float32)
+        out = td._phone_photos([(i, img, 1 + i % 4, i, 48, None) for i in range(6)], 2)
+        print("photos", len(out))
+    """))
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(script)], cwd=root, capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "photos 6" in done.stdout
+
+
 def test_jitter_blur_chance_and_strength_follow_the_config():
     from train._augment import AcquisitionJitter
 

@@ -274,7 +274,9 @@ def _phone_photos(jobs: list[tuple], workers: int) -> list[tuple[int, torch.Tens
     import multiprocessing as mp
 
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    with ctx.Pool(workers) as pool:
+    # one torch thread per worker (as DataLoader workers): a forked child that enters the parent's OpenMP
+    # thread pool hangs once the parent has run a parallel op (training with threads >= 2)
+    with ctx.Pool(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
         return list(tqdm(pool.imap(_phone_photo, jobs, chunksize=4), total=len(jobs), desc="phone photos",
                          unit="img", leave=False, disable=None))
 
