@@ -42,6 +42,7 @@ from .quality import InputCheck, InputGate, build_check, check_photo, may_be_cam
 LABELS = ("non-AS", "AS")
 EXPLAIN_METHODS = ("gradcam", "lime")
 INDETERMINATE = "indeterminate"
+SOFTNESS_CAUTION_RISE = 0.05  # rise of the non-AS mean P(AS) under the softness test that earns a caution
 
 __all__ = ["Diagnosis", "Diagnoser", "diagnose", "LABELS", "EXPLAIN_METHODS"]
 
@@ -328,7 +329,7 @@ class Diagnoser:
             rise = float(soft["mean_prob_non_as"]) - float(base["mean_prob_non_as"])
         except (IndexError, KeyError, TypeError, ValueError):
             return None
-        if len(rows) < 2 or rise <= 0.05:
+        if len(rows) < 2 or rise <= SOFTNESS_CAUTION_RISE:
             return None
         return ("This model reads softer images as more likely AS: in its evaluation, blurring the external "
                 f"radiographs by {float(soft['sigma']):g} px raised the mean P(AS) of those without AS from "

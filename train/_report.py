@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from as_ai.diagnosis import SOFTNESS_CAUTION_RISE
+
 _TRUTH_TEXT = {"true": "the true grades (modified New York criterion applied to the phantom's known grades)",
                "reference": "the reference reader's labels"}
 _OTHER = {"true": "reference", "reference": "true"}
@@ -168,7 +170,8 @@ def render_report(m: Mapping[str, Any]) -> str:
                   f"images went from {_f(base['mean_prob_non_as'])} to {_f(soft['mean_prob_non_as'])} and the "
                   f"specificity at the threshold from {_f(base['specificity'])} to {_f(soft['specificity'])}"
                   + (": the model reads softness as disease, so prefer the sharpest original file."
-                     if (soft["mean_prob_non_as"] or 0) - (base["mean_prob_non_as"] or 0) > 0.05 else "."), "",
+                     if (soft["mean_prob_non_as"] or 0) - (base["mean_prob_non_as"] or 0) > SOFTNESS_CAUTION_RISE
+                     else "."), "",
                   "| Blur sigma | AUC | ECE | Sensitivity | Specificity | Mean P(AS), non-AS | Mean P(AS), AS |",
                   "|---|---|---|---|---|---|---|"]
         for r in so["rows"]:
