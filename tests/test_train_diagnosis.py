@@ -402,3 +402,190 @@ def test_phone_variants_give_each_image_several_photos_and_a_sample_draws_among_
     assert len(seen) == 3                                 # every variant is shown, only those
     with pytest.raises(SystemExit, match="phone_variants"):
         train_diag.TrainConfig(archs=ARCHS, phone_variants=0).validate()
+
+
+# The validation AUCs of the bundled demo run of 2026-11-27 (resnet_b fold 0 collapsed, resnet_c fold 1 dipped
+# for two epochs and recovered), from runs/demo-v5d/run/checkpoints/*/progress.json.
+_COLLAPSE = [0.50, 0.52, 0.51, 0.55, 0.47, 0.56, 0.68, 0.91, 0.53, 0.52, 0.55, 0.54, 0.57, 0.57]
+_DIP = [0.53, 0.52, 0.59, 0.67, 0.85, 0.55, 0.59, 0.88, 0.90, 0.91, 0.91, 0.94]
+
+
+def _first_action(aucs, anchor_epoch, restarts=()):
+    from train._collapse import guard_action
+
+    for e in range(anchor_epoch + 1, len(aucs) + 1):
+        state = {"history": [{"epoch": i + 1, "val_auc": a} for i, a in enumerate(aucs[:e])],
+                 "anchor": {"epoch": anchor_epoch, "auc": aucs[anchor_epoch - 1]}, "restarts": list(restarts)}
+        action = guard_action(state, 0.2, 3)
+        if action:
+            return e, action
+    return None
+
+
+def test_collapse_guard_catches_a_collapse_and_leaves_a_dip_that_recovers():
+    from train._collapse import MAX_RESTARTS, RESTART, STOP_AUGMENTING, collapsed
+
+    assert _first_action(_COLLAPSE, 8) == (11, RESTART)        # three epochs 0.2 below 0.91
+    assert _first_action(_DIP, 5) is None                      # 0.85 -> 0.55, 0.59 -> 0.88: recovered
+    # only epochs after the latest restart count, and after MAX_RESTARTS it stops augmenting
+    assert _first_action(_COLLAPSE[:13], 8, [{"epoch": 11}]) is None   # two epochs since the restart
+    assert _first_action(_COLLAPSE, 8, [{"epoch": 11}]) == (14, RESTART)
+    assert _first_action(_COLLAPSE, 8, [{"epoch": 11}] * MAX_RESTARTS) == (14, STOP_AUGMENTING)
+    assert not collapsed([0.5, 0.5], 0.9, 0.2, 3) and collapsed([0.9, 0.5, 0.5, 0.5], 0.9, 0.2, 3)
+    with pytest.raises(ValueError, match="epochs must be >= 1"):
+        collapsed([0.5], 0.9, 0.2, 0)
+
+
+def test_a_fold_that_collapses_goes_back_to_its_anchor_and_ramps_up_more_slowly(tmp_path, monkeypatch, capsys):
+    """Validation AUC scripted per epoch: 1.0 (augmentation starts), then chance. The guard restarts twice with
+    a doubled ramp, then trains on without augmentation; the fold ships the anchor's weights."""
+    from safetensors.torch import load_file
+
+    rng = np.random.default_rng(2)
+    _write_split(tmp_path / "data" / "train", 16, rng)
+    epochs = 5
+    script = iter(([1.0] + [0.5] * (epochs - 1)) * 2)              # fold 0, then fold 1
+    monkeypatch.setattr(train_diag, "validation_auc", lambda y, p: next(script))
+    config = {
+        "name": "guard", "archs": ARCHS[:1], "folds": 2, "top_k": 1, "epochs": epochs, "batch_size": 8,
+        "lr": 0.003, "warmup_epochs": 0.5, "final": "best_fold", "threads": 1, "augment": "centred",
+        "preprocess": {"resize_short": 72, "crop": 64, "train_resize_short": 72, "train_crop": 64},
+        "eval_splits": [], "acquisition_jitter": 0.5, "augment_after_auc": 0.9, "augment_ramp_epochs": 1,
+        "collapse_guard": [0.2, 1], "patience": 10,
+    }
+    (tmp_path / "g.yaml").write_text(yaml.safe_dump(config))
+    argv = ["--config", str(tmp_path / "g.yaml"), "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run")]
+    assert train_diag.main(argv) == 0
+    fold = tmp_path / "run" / "checkpoints" / ARCHS[0] / "fold0"
+    state = json.loads((fold / "progress.json").read_text())
+    assert state["anchor"]["epoch"] == 1
+    assert [(r["epoch"], r["action"], r["ramp"]) for r in state["restarts"]] == \
+        [(2, "restart", 2), (3, "restart", 4), (4, "stop_augmenting", 4)]
+    # epoch 2 at full strength (ramp 1), epoch 3 half way up the doubled ramp, 4 a quarter, 5 none at all
+    assert [h["augment"] for h in state["history"]] == [0.0, 1.0, 0.5, 0.25, 0.0]
+    assert state["augment_off"] is True
+    best, anchor = load_file(str(fold / "best.safetensors")), load_file(str(fold / "anchor.safetensors"))
+    assert best.keys() == anchor.keys()
+    # epoch 5 trained on from the anchor without augmentation and became the best (counting restarted)
+    assert state["best_epoch"] == 5 and any(not torch.equal(best[k], anchor[k]) for k in best)
+    assert "augmentation ramps up again over 2 epochs" in capsys.readouterr().out
+    card = (tmp_path / "run" / "model" / "as_ai.json").read_text()
+    assert "training on without augmentation" in card                # the training log reaches the model
+    assert train_diag.main(argv + ["--resume"]) == 0                 # and stays there when a run is resumed
+    notes = json.loads((tmp_path / "run" / "model" / "as_ai.json").read_text())["training"]["notes"]
+    assert sum("augmentation ramps up again" in n for n in notes) == 4   # two restarts in each of two folds
+
+
+def test_collapse_guard_config_is_checked(tmp_path):
+    for value, match in [("[0.7, 3]", "collapse_guard must be"), ("[0.2, 0]", "collapse_guard must be"),
+                         ("0.2", "collapse_guard must be")]:
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(f"archs: [resnet18]\naugment_after_auc: 0.8\ncollapse_guard: {value}\n")
+        with pytest.raises(SystemExit, match=match):
+            train_diag.TrainConfig.load(bad)
+    bad.write_text("archs: [resnet18]\ncollapse_guard: [0.2, 3]\n")
+    with pytest.raises(SystemExit, match="collapse_guard needs augment_after_auc"):
+        train_diag.TrainConfig.load(bad)
+
+
+def test_clip_grad_norm_clips_every_step_and_is_checked(tmp_path, monkeypatch):
+    from accelerate import Accelerator
+
+    norms = []
+    real = Accelerator.clip_grad_norm_
+
+    def spy(self, parameters, max_norm, norm_type=2):
+        norms.append(max_norm)
+        return real(self, parameters, max_norm, norm_type)
+
+    monkeypatch.setattr(Accelerator, "clip_grad_norm_", spy)
+    rng = np.random.default_rng(3)
+    _write_split(tmp_path / "data" / "train", 16, rng)
+    config = {
+        "name": "clip", "archs": ARCHS[:1], "folds": 2, "top_k": 1, "epochs": 1, "batch_size": 8, "lr": 0.003,
+        "final": "best_fold", "threads": 1, "eval_splits": [], "clip_grad_norm": 0.5,
+        "preprocess": {"resize_short": 72, "crop": 64, "train_resize_short": 72, "train_crop": 64},
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    assert train_diag.main(["--config", str(tmp_path / "c.yaml"), "--data", str(tmp_path / "data"),
+                            "--out", str(tmp_path / "run")]) == 0
+    assert norms == [0.5, 0.5]                   # one step of 8 images in each of the two folds
+    for bad in ("0", "-1", "true", "abc"):
+        (tmp_path / "b.yaml").write_text(f"archs: [resnet18]\nclip_grad_norm: {bad}\n")
+        with pytest.raises(SystemExit, match="clip_grad_norm must be a positive number"):
+            train_diag.TrainConfig.load(tmp_path / "b.yaml")
+
+
+class _Brightness(torch.nn.Module):
+    """A stand-in model whose P(AS) follows the input's mean and its local contrast (blur lowers it)."""
+
+    def forward(self, x):
+        g = x[:, :1]
+        edges = (g[..., 1:, :] - g[..., :-1, :]).abs().mean((1, 2, 3))
+        z = 0.3 * g.mean((1, 2, 3)) + 0.5 * edges - 0.5              # unsaturated on these inputs
+        return torch.stack([-z, z], 1)
+
+
+def _images(n: int, size: int = 64) -> "train_diag.Images":
+    rng = np.random.default_rng(4)
+    train = [torch.from_numpy((rng.random((1, 72, 72)) * 255).astype(np.uint8)) for _ in range(n)]
+    return train_diag.Images(files=[f"{i}.png" for i in range(n)], meta=pd.DataFrame({"label": ["AS"] * n}),
+                             y=np.arange(n) % 2, train=train, eval={size: torch.zeros(n, 1, size, size)})
+
+
+def test_reacquired_predictions_are_of_re_processed_images_seeded_and_leave_the_random_state():
+    from as_ai.imaging import Preprocess
+
+    cfg = train_diag.TrainConfig(archs=["a"], folds=2, augment="centred", calibration_draws=3, seed=5)
+    pp = Preprocess.from_dict({"resize_short": 72, "crop": 64, "train_resize_short": 72, "train_crop": 64})
+    data = _images(8)
+    folds = [(np.arange(4, 8), np.arange(0, 4)), (np.arange(0, 4), np.arange(4, 8))]
+    models = {"a": [_Brightness().eval(), _Brightness().eval()], "b": [_Brightness().eval(), _Brightness().eval()]}
+    before = torch.get_rng_state()
+    p = train_diag.reacquired_oof(models, folds, data, cfg, pp, 64)
+    assert torch.equal(torch.get_rng_state(), before)                  # training's random stream is untouched
+    assert p.shape == (3, 2, 8) and np.isfinite(p).all()
+    assert np.array_equal(p, train_diag.reacquired_oof(models, folds, data, cfg, pp, 64))   # seeded
+    assert np.ptp(p, axis=0).max() > 1e-3                             # each draw re-processes anew
+    clean = train_diag._predict_plain(_Brightness(), torch.utils.data.DataLoader(
+        train_diag.TrainSet(data, np.arange(8), train_diag.training_view(cfg, pp, 64, torch.nn.Identity()), 0.0),
+        batch_size=8, collate_fn=lambda b: torch.stack([x for x, _ in b])))
+    assert np.abs(p[0, 0] - clean).mean() > 1e-3                      # not the images as they were
+
+
+def test_calibration_on_reacquired_images_against_other_labels_is_recorded(tmp_path):
+    rng = np.random.default_rng(5)
+    _write_split(tmp_path / "data" / "train", 16, rng)
+    meta = pd.read_csv(tmp_path / "data" / "train" / "metadata.csv")
+    meta.loc[[0, 3], "true_label"] = ["AS", "non-AS"]                 # the panel disagrees with two labels
+    meta.to_csv(tmp_path / "data" / "train" / "metadata.csv", index=False)
+    config = {
+        "name": "recal", "archs": ARCHS[:1], "folds": 2, "top_k": 1, "epochs": 1, "batch_size": 8, "lr": 0.003,
+        "final": "best_fold", "threads": 1, "eval_splits": [], "augment": "centred", "acquisition_jitter": 0.5,
+        "calibration": "platt", "calibrate_on": "reacquired", "calibration_draws": 3,
+        "calibration_label_column": "true_label",
+        "preprocess": {"resize_short": 72, "crop": 64, "train_resize_short": 72, "train_crop": 64},
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    argv = ["--config", str(tmp_path / "c.yaml"), "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run")]
+    assert train_diag.main(argv) == 0
+    repo = json.loads((tmp_path / "run" / "model" / "as_ai.json").read_text())
+    cs = repo["metrics"]["cv"]["calibration_set"]
+    assert (cs["labels"], cs["calibrate_on"], cs["n"]) == ("true_label", "reacquired", 3 * 16)
+    assert "re-acquired" in cs["images"] and repo["calibration"]["method"] == "platt"
+    card = (tmp_path / "run" / "model" / "README.md").read_text()
+    assert "labels `true_label`, while the members learned from `label`" in card
+
+    config["calibration_label_column"] = "panel_label"                # a column the data does not have
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(SystemExit, match="calibration_label_column 'panel_label' is not a column"):
+        train_diag.main(argv[:-1] + [str(tmp_path / "run2")])
+    assert not (tmp_path / "run2" / "checkpoints").exists()          # refused before any training
+
+
+def test_calibration_config_is_checked(tmp_path):
+    for line, match in [("calibrate_on: photos", "calibrate_on must be one of"),
+                        ("calibration_draws: 0", "calibration_draws must be an integer from 1 to 16")]:
+        (tmp_path / "b.yaml").write_text(f"archs: [resnet18]\n{line}\n")
+        with pytest.raises(SystemExit, match=match):
+            train_diag.TrainConfig.load(tmp_path / "b.yaml")

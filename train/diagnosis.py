@@ -62,6 +62,7 @@ LABELS = ("non-AS", "AS")
 # ------------------------------------------------------------------------------------------------ 1. config
 
 FINAL_MODES = ("refit", "common_fold", "best_fold")
+CALIBRATE_ON = ("clean", "reacquired")
 
 @dataclass
 class TrainConfig:
@@ -75,6 +76,13 @@ class TrainConfig:
     final: str = "refit"                 # "refit" | "common_fold" | "best_fold"
     combine: str = "mean"                # "mean" | "auc_weighted"
     calibration: str = "temperature"     # "temperature" | "platt" | "none"
+    calibrate_on: str = "clean"          # what calibration and threshold are fitted on: "clean" = out-of-fold
+                                         # predictions on the validation images as they are; "reacquired" = on
+                                         # those images re-processed as other centres might have recorded them
+                                         # (the acquisition jitter at full strength), calibration_draws times each
+    calibration_draws: int = 2
+    calibration_label_column: str | None = None  # labels calibration and threshold are fitted to (null:
+                                         # label_column); e.g. an expert panel's labels where training has noisier ones
     threshold: Any = "youden"            # "youden" or a number in (0, 1)
     preprocess: dict[str, Any] = field(default_factory=dict)   # as_ai.imaging.Preprocess fields
     augment: str = "paper"               # "paper": imaging.train_transform (short edge train_resize_short,
@@ -88,6 +96,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     drop_rate: float = 0.2
     label_smoothing: float = 0.0
+    clip_grad_norm: float | None = None  # clip the gradients' global L2 norm to this before each step (null: off)
     patience: int = 3                    # early stopping: epochs without a better validation AUC
     acquisition_jitter: float = 0.0      # chance of re-processing a training image as another centre might
                                          # (gamma, contrast, blur, edge enhancement, noise; train/_augment.py)
@@ -97,6 +106,10 @@ class TrainConfig:
                                          # reaches this (a network from scratch first has to find the joints)
     augment_ramp_epochs: int = 0         # then raise them linearly to full strength over this many epochs; the
                                          # best checkpoint and early stopping only count from full strength on
+    collapse_guard: list[float] | None = None  # [drop, epochs]: when validation AUC stays more than `drop` below
+                                         # the epoch that started augmentation for `epochs` epochs in a row, go
+                                         # back to that epoch's weights and ramp up again twice as slowly (at
+                                         # most twice; then train on without augmentation). train/_collapse.py
     consistency: float = 0.0             # weight of a Jensen-Shannon consistency loss between each training image
                                          # and a copy re-blurred and re-noised as another detector would
                                          # (train/_augment.py: DetectorPair); 0 = off (one forward pass per step)
@@ -163,11 +176,26 @@ class TrainConfig:
             (self.augment_after_auc is None or 0.5 <= self.augment_after_auc < 1.0,
              f"augment_after_auc must be in [0.5, 1) or null, got {self.augment_after_auc}"),
             (self.augment_ramp_epochs >= 0, f"augment_ramp_epochs must be >= 0, got {self.augment_ramp_epochs}"),
+            (self.collapse_guard is None or (isinstance(self.collapse_guard, (list, tuple)) and len(self.collapse_guard) == 2
+             and 0.0 < float(self.collapse_guard[0]) <= 0.5 and float(self.collapse_guard[1]).is_integer()
+             and float(self.collapse_guard[1]) >= 1),
+             f"collapse_guard must be [AUC drop in (0, 0.5], epochs >= 1] or null, got {self.collapse_guard!r}"),
+            (self.collapse_guard is None or self.augment_after_auc is not None,
+             "collapse_guard needs augment_after_auc: it goes back to the epoch whose validation AUC started "
+             "augmentation"),
             (0.0 < self.phone_fraction <= 1.0, f"phone_fraction must be in (0, 1], got {self.phone_fraction}"),
             (isinstance(self.phone_variants, int) and 1 <= self.phone_variants <= 16,
              f"phone_variants must be an integer from 1 to 16, got {self.phone_variants!r}"),
         ]
         checks.append((self.consistency >= 0, f"consistency must be >= 0, got {self.consistency}"))
+        checks.append((self.calibrate_on in CALIBRATE_ON,
+                       f"calibrate_on must be one of {CALIBRATE_ON}, got {self.calibrate_on!r}"))
+        checks.append((isinstance(self.calibration_draws, int) and 1 <= self.calibration_draws <= 16,
+                       f"calibration_draws must be an integer from 1 to 16, got {self.calibration_draws!r}"))
+        checks.append((self.clip_grad_norm is None or (isinstance(self.clip_grad_norm, (int, float))
+                                                       and not isinstance(self.clip_grad_norm, bool)
+                                                       and self.clip_grad_norm > 0),
+                       f"clip_grad_norm must be a positive number or null, got {self.clip_grad_norm!r}"))
         for ok, msg in checks:
             if not ok:
                 raise SystemExit(f"config error: {msg}")
@@ -423,11 +451,7 @@ def fit_one(accelerator: Any, arch: str, cfg: TrainConfig, data: Images, train_i
     Without ``val_idx`` the curriculum has no validation AUC to wait for: augmentation starts at epoch
     ``augment_from`` (the refit passes the folds' median).
     """
-    from sklearn.metrics import roc_auc_score
     from tqdm.auto import tqdm
-
-    from as_ai.diagnosis import _scaled
-    from as_ai.imaging import train_transform
 
     torch.manual_seed(cfg.seed * 1000 + cfg.archs.index(arch))  # same-arch members still differ
     model = create_model(arch, cfg, log).to(memory_format=torch.channels_last)
@@ -435,12 +459,7 @@ def fit_one(accelerator: Any, arch: str, cfg: TrainConfig, data: Images, train_i
 
     jitter = AcquisitionJitter(cfg.acquisition_jitter, blur_p=float(cfg.jitter_blur[0]),
                                blur_max=float(cfg.jitter_blur[1]))
-    if cfg.augment == "centred":
-        transform = centred_transform(dataclasses.replace(pp, crop=size, blur_sigma=_scaled(pp, size).blur_sigma),
-                                      zoom=cfg.zoom, jitter=jitter)
-    else:
-        transform = torchvision_compose(train_transform(dataclasses.replace(pp, train_crop=size)), jitter)
-    train_set = TrainSet(data, train_idx, transform, cfg.phone_augment)
+    train_set = TrainSet(data, train_idx, training_view(cfg, pp, size, jitter), cfg.phone_augment)
     train_loader = torch.utils.data.DataLoader(train_set,
                                                batch_size=cfg.batch_size, shuffle=True, drop_last=len(train_idx) > cfg.batch_size)
     steps_per_epoch = max(1, math.ceil(len(train_loader) / cfg.grad_accum))
@@ -454,13 +473,15 @@ def fit_one(accelerator: Any, arch: str, cfg: TrainConfig, data: Images, train_i
         val_loader = accelerator.prepare(val_loader)
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     from train._augment import DetectorPair, js_consistency
+    from train._collapse import MAX_RESTARTS, RESTART, guard_action
 
     pair = DetectorPair(pp.std) if cfg.consistency > 0 else None
 
     curriculum = cfg.augment_after_auc is not None and val_loader is not None
     state = {"epoch": 0, "best_auc": -1.0, "best_epoch": 0, "history": [],
              "augment_from": None if curriculum else augment_from}
-    best_weights = None
+    best_weights = anchor_weights = None
+    guard = cfg.collapse_guard is not None and val_loader is not None
     state_file = ckpt / "progress.json"
     if resume and state_file.is_file():
         accelerator.load_state(str(ckpt / "last"))
@@ -469,10 +490,15 @@ def fit_one(accelerator: Any, arch: str, cfg: TrainConfig, data: Images, train_i
         if (ckpt / "best.safetensors").is_file():
             from safetensors.torch import load_file
             best_weights = load_file(str(ckpt / "best.safetensors"))
+        if state.get("anchor") is not None and (ckpt / "anchor.safetensors").is_file():
+            from safetensors.torch import load_file
+            anchor_weights = load_file(str(ckpt / "anchor.safetensors"))
         log.append(f"{tag}: resumed after epoch {state['epoch']}")
+        log.extend(f"{tag}: epoch {r['epoch']}: {r.get('note', r['action'])}" for r in state.get("restarts", []))  # still true
 
     for epoch in range(state["epoch"] + 1, epochs + 1 if not state.get("done") else 0):
-        strength = augment_strength(epoch, state["augment_from"], cfg.augment_ramp_epochs)
+        strength = 0.0 if state.get("augment_off") else \
+            augment_strength(epoch, state["augment_from"], state.get("ramp", cfg.augment_ramp_epochs))
         jitter.p, train_set.phone_p = cfg.acquisition_jitter * strength, cfg.phone_augment * strength
         model.train()
         t0, seen, total_loss = time.perf_counter(), 0, 0.0
@@ -488,6 +514,8 @@ def fit_one(accelerator: Any, arch: str, cfg: TrainConfig, data: Images, train_i
                     else:
                         loss = loss_fn(model(x.contiguous(memory_format=torch.channels_last)), y)
                 accelerator.backward(loss)
+                if cfg.clip_grad_norm and accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad()
@@ -496,26 +524,53 @@ def fit_one(accelerator: Any, arch: str, cfg: TrainConfig, data: Images, train_i
             bar.set_postfix(loss=f"{total_loss / seen:.3f}")
         rec = {"epoch": epoch, "loss": total_loss / max(seen, 1), "seconds": time.perf_counter() - t0,
                "img_per_s": seen * accelerator.num_processes / (time.perf_counter() - t0), "augment": strength}
-        counting = strength >= 1.0 or not (cfg.acquisition_jitter or cfg.phone_augment)
+        counting = strength >= 1.0 or not (cfg.acquisition_jitter or cfg.phone_augment) or bool(state.get("augment_off"))
         if val_loader is not None:
             p = predict(accelerator, model, val_loader)
-            rec["val_auc"] = float(roc_auc_score(data.y[val_idx], p))
+            rec["val_auc"] = validation_auc(data.y[val_idx], p)
             if state["augment_from"] is None and rec["val_auc"] >= cfg.augment_after_auc:
                 state["augment_from"] = epoch + 1
+                if guard:
+                    state["anchor"] = {"epoch": epoch, "auc": rec["val_auc"]}
+                    anchor_weights = _weights(accelerator, model)
             if counting and state.get("counting_from") is None:
                 state["counting_from"], state["best_auc"] = epoch, -1.0
             if (counting or best_weights is None) and rec["val_auc"] > state["best_auc"]:
                 state["best_auc"], state["best_epoch"] = rec["val_auc"], epoch
-                best_weights = {k: v.detach().cpu().clone() for k, v in accelerator.unwrap_model(model).state_dict().items()}
+                best_weights = _weights(accelerator, model)
         state["history"].append(rec)
+        action = guard_action(state, float(cfg.collapse_guard[0]), int(cfg.collapse_guard[1])) if guard else None
+        if action is not None:  # back to the anchor: its weights, fresh optimizer moments, best so far
+            accelerator.unwrap_model(model).load_state_dict(anchor_weights)
+            getattr(optimizer, "optimizer", optimizer).state.clear()
+            best_weights = {k: v.clone() for k, v in anchor_weights.items()}
+            state["best_auc"], state["best_epoch"] = state["anchor"]["auc"], state["anchor"]["epoch"]
+            state["counting_from"], counting = None, False   # early stopping counts again at full strength
+            if action == RESTART:
+                state["ramp"] = 2 * max(1, state.get("ramp", cfg.augment_ramp_epochs))
+                state["augment_from"] = epoch + 1
+                msg = (f"validation AUC collapsed ({rec['val_auc']:.3f} against {state['anchor']['auc']:.3f} at "
+                       f"epoch {state['anchor']['epoch']}); back to epoch {state['anchor']['epoch']}'s weights, "
+                       f"augmentation ramps up again over {state['ramp']} epochs")
+            else:
+                state["augment_off"] = True
+                msg = (f"validation AUC collapsed again after {MAX_RESTARTS} restarts; back to epoch "
+                       f"{state['anchor']['epoch']}'s weights, training on without augmentation")
+            state.setdefault("restarts", []).append({"epoch": epoch, "action": action, "ramp": state.get("ramp"),
+                                                     "note": msg})
+            log.append(f"{tag}: epoch {epoch}: {msg}")
+            accelerator.print(f"{tag}: {msg}")
         state["epoch"] = epoch
         accelerator.log({f"{tag}/{k}": v for k, v in rec.items() if k != "epoch"}, step=epoch)
         accelerator.print(f"{tag} epoch {epoch}: " + ", ".join(f"{k}={v:.4g}" for k, v in rec.items() if k != "epoch"))
         accelerator.save_state(str(ckpt / "last"))
         if accelerator.is_main_process:
+            from safetensors.torch import save_file
+
             if best_weights is not None:
-                from safetensors.torch import save_file
                 save_file({k: v.contiguous() for k, v in best_weights.items()}, str(ckpt / "best.safetensors"))
+            if anchor_weights is not None and state["anchor"]["epoch"] == epoch:
+                save_file({k: v.contiguous() for k, v in anchor_weights.items()}, str(ckpt / "anchor.safetensors"))
             state_file.write_text(json.dumps(state))
         accelerator.wait_for_everyone()
         if val_loader is not None and counting and epoch - max(state["best_epoch"], state["counting_from"] - 1) >= cfg.patience:
@@ -539,6 +594,67 @@ def fit_one(accelerator: Any, arch: str, cfg: TrainConfig, data: Images, train_i
     accelerator.free_memory()
     return {"model": final, "val_prob": val_prob, "best_epoch": state["best_epoch"] or state["epoch"],
             "best_auc": state["best_auc"], "history": state["history"], "augment_from": state["augment_from"]}
+
+
+def calibration_labels(data: Images, cfg: TrainConfig) -> tuple[np.ndarray, str]:
+    """The labels calibration and threshold are fitted to (1 = AS), and the metadata column they come from."""
+    column = cfg.calibration_label_column or cfg.label_column
+    if column == cfg.label_column:
+        return data.y, column
+    if column not in data.meta.columns:
+        raise SystemExit(f"calibration_label_column {column!r} is not a column of the training metadata.csv "
+                         f"(columns: {list(data.meta.columns)}); set it to one that holds AS / non-AS labels, "
+                         "or null to calibrate on label_column")
+    return _binary(data.meta[column], Path(cfg.train_split) / "metadata.csv"), column
+
+
+def training_view(cfg: TrainConfig, pp: Any, size: int, jitter: torch.nn.Module) -> Any:
+    """The random view training shows of a cached image: the configured augmentation, then ``jitter``."""
+    from as_ai.diagnosis import _scaled
+    from as_ai.imaging import train_transform
+
+    if cfg.augment == "centred":
+        return centred_transform(dataclasses.replace(pp, crop=size, blur_sigma=_scaled(pp, size).blur_sigma),
+                                 zoom=cfg.zoom, jitter=jitter)
+    return torchvision_compose(train_transform(dataclasses.replace(pp, train_crop=size)), jitter)
+
+
+def reacquired_oof(fold_models: dict[str, list[torch.nn.Module]], folds: Sequence[tuple[np.ndarray, np.ndarray]],
+                   data: Images, cfg: TrainConfig, pp: Any, size: int) -> np.ndarray:
+    """Out-of-fold P(AS) on validation images re-processed as another centre might have recorded them.
+
+    Each fold's validation images go through the training view with the acquisition jitter at full strength
+    (no phone photos), ``cfg.calibration_draws`` times, and each architecture's model of that fold reads them:
+    shape (draws, architectures in ``fold_models`` order, images). Calibrating on these instead of the clean
+    validation images aims the probabilities at unseen centres, whose images the model reads more softly.
+    Seeded by ``cfg.seed``; the global random state is left as it was.
+    """
+    from train._augment import AcquisitionJitter
+
+    view = training_view(cfg, pp, size, AcquisitionJitter(1.0, blur_p=float(cfg.jitter_blur[0]),
+                                                          blur_max=float(cfg.jitter_blur[1])))
+    out = np.full((cfg.calibration_draws, len(fold_models), len(data.y)), np.nan)
+    with torch.random.fork_rng():
+        for d in range(cfg.calibration_draws):
+            for k, (_, va) in enumerate(folds):
+                torch.manual_seed(cfg.seed * 1000 + 100 * d + k)
+                views = TrainSet(data, va, view, 0.0)
+                x = torch.stack([views[i][0] for i in range(len(va))])
+                for a, models in enumerate(fold_models.values()):
+                    out[d, a, va] = _predict_plain(models[k], torch.utils.data.DataLoader(x, batch_size=64))
+    return out
+
+
+def validation_auc(y: np.ndarray, p: np.ndarray) -> float:
+    """An epoch's validation AUC: early stopping, the curriculum and the collapse guard read it."""
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, p))
+
+
+def _weights(accelerator: Any, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A CPU copy of the model's current weights."""
+    return {k: v.detach().cpu().clone() for k, v in accelerator.unwrap_model(model).state_dict().items()}
 
 
 def common_fold(fold_aucs: Sequence[Sequence[float]]) -> int:
@@ -680,6 +796,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     accelerator.print(f"{len(train.y)} training images ({int(train.y.sum())} AS by {cfg.label_column!r}); "
                       f"archs {cfg.archs}; {cfg.folds}-fold CV; device {accelerator.device}; precision {mp}")
     folds = list(StratifiedKFold(cfg.folds, shuffle=True, random_state=cfg.seed).split(np.zeros(len(train.y)), train.y))
+    calibration_labels(train, cfg)  # a bad calibration_label_column fails now, not after training
 
     # 4. cross-validation per architecture
     cv: dict[str, dict[str, Any]] = {}
@@ -727,15 +844,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     weights = dict(zip(kept, combine_weights(cfg.combine, [cv_aucs[a] for a in kept])))
     oof_ens = np.sum([weights[a] * cv[a]["oof"] for a in kept], axis=0)
     fit_idx = folds[common][1] if common is not None else np.arange(len(train.y))  # never seen by the members
-    calibration = Calibration.fit(oof_ens[fit_idx], train.y[fit_idx], method=cfg.calibration)
+    images = "common fold validation" if common is not None else "out-of-fold, all folds"
+    y_cal, cal_column = calibration_labels(train, cfg)
+    if cfg.calibrate_on == "reacquired":
+        fold_models = {a: [r["model"] for r in cv[a]["folds"]] for a in kept}
+        re_ens = np.einsum("a,dan->dn", np.array([weights[a] for a in kept]),
+                           reacquired_oof(fold_models, folds, train, cfg, pp, size))
+        raw_fit, y_fit = re_ens[:, fit_idx].ravel(), np.tile(y_cal[fit_idx], cfg.calibration_draws)
+        images += f", re-acquired as other centres might ({cfg.calibration_draws} draws of the acquisition jitter)"
+    else:
+        raw_fit, y_fit = oof_ens[fit_idx], y_cal[fit_idx]
+    calibration = Calibration.fit(raw_fit, y_fit, method=cfg.calibration)
     oof_cal = calibration.apply(oof_ens)
-    y_fit, p_fit = train.y[fit_idx], oof_cal[fit_idx]
+    p_fit = calibration.apply(raw_fit)
     threshold = youden_threshold(p_fit, y_fit) if cfg.threshold == "youden" else float(cfg.threshold)
-    calibration_set = {"images": "common fold validation" if common is not None else "out-of-fold, all folds",
-                       "fold": common, "n": int(len(fit_idx)),
-                       **fold_metrics(y_fit, p_fit), **_oof_extra(y_fit, p_fit, threshold)}
-    accelerator.print(f"calibration ({cfg.calibration}) and threshold {threshold:.3f} fitted on "
-                      f"{calibration_set['images']} ({len(fit_idx)} images, AUC {calibration_set['auc']:.4f}, "
+    calibration_set = {"images": images, "fold": common, "n": int(len(y_fit)), "labels": cal_column,
+                       "calibrate_on": cfg.calibrate_on, **fold_metrics(y_fit, p_fit), **_oof_extra(y_fit, p_fit, threshold)}
+    accelerator.print(f"calibration ({cfg.calibration}) and threshold {threshold:.3f} fitted on {images}, labels "
+                      f"{cal_column!r} ({len(y_fit)} predictions, AUC {calibration_set['auc']:.4f}, "
                       f"ECE {calibration_set['ece']:.4f})")
     if accelerator.is_main_process:  # for analysis (e.g. other calibrations); never published
         fold_of = np.empty(len(train.y), dtype=int)
