@@ -574,7 +574,8 @@ def test_calibration_on_reacquired_images_against_other_labels_is_recorded(tmp_p
     assert (cs["labels"], cs["calibrate_on"], cs["n"]) == ("true_label", "reacquired", 3 * 16)
     assert "re-acquired" in cs["images"] and repo["calibration"]["method"] == "platt"
     card = (tmp_path / "run" / "model" / "README.md").read_text()
-    assert "labels `true_label`, while the members learned from `label`" in card
+    assert "against the labels `true_label` rather than the training labels `label`" in card
+    assert "re-processed as other centres might have recorded them (3 draws" in card
 
     config["calibration_label_column"] = "panel_label"                # a column the data does not have
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
