@@ -120,6 +120,7 @@ def test_radiograph_then_triage_in_a_browser(server, browser, models):
     if expected.label == "AS":
         page.locator("#rad-to-triage").click()
         page.locator("#tri-btn").wait_for(state="visible")
+        page.wait_for_timeout(300)  # as open_tab: the newly shown tab settles before we type (else a fill can be lost)
     else:
         assert not page.locator("#rad-to-triage").is_visible()
         open_tab(page, "Triage")
