@@ -576,6 +576,7 @@ def test_calibration_on_reacquired_images_against_other_labels_is_recorded(tmp_p
     card = (tmp_path / "run" / "model" / "README.md").read_text()
     assert "against the labels `true_label` rather than the training labels `label`" in card
     assert "re-processed as other centres might have recorded them (3 draws" in card
+    assert f"48 of re-acquired images, labels `true_label`), on which AUC {cs['auc']:.3f}, ECE {cs['ece']:.3f}" in card
 
     config["calibration_label_column"] = "panel_label"                # a column the data does not have
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
