@@ -359,13 +359,41 @@ class Diagnoser:
         return {s: to_model_input(images, pp).contiguous(memory_format=torch.channels_last)
                 for s, pp in self._preprocess_by_size.items()}
 
+    @property
+    def device(self) -> torch.device:
+        """Where the members run (``cpu`` unless moved with :meth:`to`)."""
+        return self.ensemble.device
+
+    def to(self, device: str | torch.device) -> "Diagnoser":
+        """Run the members on ``device`` (e.g. ``"cuda"``); results come back on the CPU as before.
+
+        Preprocessing, image checks and explanations' bookkeeping stay on the CPU; only the forward
+        passes move. Returns ``self``, so ``Diagnoser.from_pretrained(...).to("cuda")`` reads naturally.
+
+        Raises:
+            ValueError: ``device`` is not a device name torch knows, or names a GPU torch cannot see.
+        """
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"unknown device {device!r} ({exc}); use 'cpu', 'cuda' or 'cuda:N'") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: torch sees no CUDA GPU here; use 'cpu'")
+        if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: torch sees {torch.cuda.device_count()} CUDA GPU(s)")
+        self.ensemble.to(dev)
+        return self
+
     def predict_tensor(self, x: torch.Tensor | Mapping[int, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(calibrated ensemble P(AS) ``N``, member P(AS) ``N×M``) for preprocessed input; keeps gradients.
 
-        Use inside ``torch.inference_mode()`` for speed, or with gradients for explanations.
+        Use inside ``torch.inference_mode()`` for speed, or with gradients for explanations. The input may
+        live anywhere; the results come back on the input's device.
         """
+        home = (x if isinstance(x, torch.Tensor) else next(iter(x.values()))).device
         member_probs = self.ensemble(x)
-        return self.calibration.apply_tensor(self.ensemble.combine(member_probs)), member_probs
+        prob = self.calibration.apply_tensor(self.ensemble.combine(member_probs))
+        return prob.to(home), member_probs.to(home)
 
     def features(self, images: Sequence[Radiograph | np.ndarray]) -> np.ndarray:
         """The penultimate features (N×D, float32) the input gate scores: fit a gate on these.
@@ -373,7 +401,7 @@ class Diagnoser:
         Every member's pooled pre-logit vector, concatenated in member order, for eval-preprocessed images.
         """
         with torch.inference_mode():
-            return self.ensemble.forward_with_features(self.model_input(self.model_views(images)))[1].numpy()
+            return self.ensemble.forward_with_features(self.model_input(self.model_views(images)))[1].cpu().numpy()
 
     def predict_proba(self, images: Sequence[Any], *, batch_size: int = 16) -> np.ndarray:
         """Calibrated P(AS) for many images (paths, arrays, Radiographs...), as a float64 array.
@@ -459,7 +487,8 @@ class Diagnoser:
             else:
                 members, feats = self.ensemble(x), None
             prob = self.calibration.apply_tensor(self.ensemble.combine(members))
-        return prob.double().numpy(), members.double().numpy(), None if feats is None else feats.numpy()
+        return (prob.double().cpu().numpy(), members.double().cpu().numpy(),
+                None if feats is None else feats.cpu().numpy())
 
     def _diagnose_loaded(self, rgs: Sequence[Radiograph]) -> list[Diagnosis]:
         image_part = self.gate is not None and "image" in self.gate.parts

@@ -8,7 +8,9 @@ as a radiograph gets a row with its error and the others are still scored; the e
 For archives larger than one machine the same command runs under ``accelerate launch --multi_gpu`` (several
 GPUs or nodes) or ``torchrun --nproc_per_node N -m as_ai.cli diagnose ...`` (CPU processes): the files are
 split across processes with ``PartialState().split_between_processes`` and the rows gathered into one
-output written by the main process, in input order.
+output written by the main process, in input order. Each process runs the members on its own GPU
+(``--device auto``, the default: the process's accelerator device, else CUDA when torch sees one, else the
+CPU); decoding and image checks stay on the CPU.
 """
 from __future__ import annotations
 
@@ -41,6 +43,8 @@ def add_diagnose_command(sub: argparse._SubParsersAction) -> None:
                    "or the bundled demo)")
     p.add_argument("--revision", help="Hub revision (tag or commit) to pin")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--device", default="auto", help="where the members run: auto (a GPU when torch sees one; "
+                   "under accelerate, the process's own), cpu, cuda or cuda:N (default auto)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run_diagnose)
 
@@ -78,8 +82,13 @@ def run_diagnose(args: argparse.Namespace) -> int:
         return 1
 
     state = _partial_state()
+    device = _device(args.device, state)
     model_id = args.model or hub.default_model_id("diagnosis")
     diagnoser = Diagnoser.from_pretrained(model_id, args.revision)
+    try:
+        diagnoser.to(device)
+    except ValueError as exc:
+        raise SystemExit(f"as-ai diagnose: --device: {exc}") from None
     if state is None or state.is_main_process:
         hub.warn_if_demo(diagnoser.resolved)
     else:
@@ -186,6 +195,17 @@ def write_csv(path: str | os.PathLike, rows: Sequence[dict[str, Any]], *, member
     w.writeheader()
     w.writerows(rows)
     Path(path).write_text(buf.getvalue(), encoding="utf-8")
+
+
+def _device(choice: str, state: Any) -> str:
+    """The device the members run on: ``auto`` picks the accelerate process's device, else CUDA if present."""
+    import torch
+
+    if choice != "auto":
+        return choice
+    if state is not None:
+        return str(state.device)
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _partial_state() -> Any:

@@ -95,15 +95,21 @@ class Ensemble(nn.Module):
         """Weighted mean of member probabilities (``N x M`` -> ``N``)."""
         return member_probs @ self.weights.to(member_probs.dtype)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the members' weights are (inputs are moved there; outputs stay there)."""
+        return self.weights.device
+
     def _inputs(self, x: torch.Tensor | Mapping[int, torch.Tensor]) -> Mapping[int, torch.Tensor]:
         if isinstance(x, torch.Tensor):
             if len(self.sizes) > 1:
                 raise ValueError(f"members need inputs of sizes {self.sizes}; pass a dict size -> tensor")
-            return {self.sizes[0]: x}
+            x = {self.sizes[0]: x}
         missing = [s for s in self.sizes if s not in x]
         if missing:
             raise ValueError(f"no input tensor for size(s) {missing}; got sizes {sorted(x)}")
-        return x
+        device = self.device
+        return {s: t.to(device, non_blocking=True) for s, t in x.items()}
 
 
 def combine_weights(rule: str, cv_aucs: Sequence[float]) -> list[float]:

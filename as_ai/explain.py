@@ -181,7 +181,7 @@ def gradcam(diagnoser: "Diagnoser", image: Any) -> Explanation:
     diagnoser.ensemble.eval()
     try:
         for name, module, weight, size in members:
-            cam = _gradcam.member_cam(module, x[size])
+            cam = _gradcam.member_cam(module, x[size].to(diagnoser.device)).cpu()
             cam = F.interpolate(cam[:, None].float(), size=(crop, crop), mode="bilinear", align_corners=False)[0, 0]
             cam = _gradcam.unit_max(cam[None])[0]
             per_member[name] = cam
@@ -334,10 +334,10 @@ def superpixel_features(diagnoser: "Diagnoser", view: np.ndarray, segments: np.n
         g = grids[size][:, None].expand(-1, 3, -1, -1)
         x = (g - torch.tensor(p.mean).view(1, 3, 1, 1)) / torch.tensor(p.std).view(1, 3, 1, 1)
         with torch.inference_mode():
-            module.forward_features(x)
+            module.forward_features(x.to(diagnoser.device))
     finally:
         hook.remove()
-    fmap = grabbed[0].float()
+    fmap = grabbed[0].float().cpu()
     fmap = F.interpolate(fmap, size=segments.shape, mode="bilinear", align_corners=False)[0]  # C x H x W
     c = fmap.shape[0]
     n = int(segments.max()) + 1

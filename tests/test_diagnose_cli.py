@@ -130,3 +130,21 @@ def test_two_processes_split_the_files_and_gather_one_csv(model, images, tmp_pat
     a, b = pd.read_csv(one), pd.read_csv(two)
     assert list(b["file"]) == [str(p) for p in paths]
     np.testing.assert_allclose(a["probability"], b["probability"], atol=1e-9)
+
+
+def test_a_device_that_is_not_here_is_one_clear_error(model, images):
+    _, paths = images
+    args = ["diagnose", str(paths[0]), "--model", str(model), "--no-progress", "--device"]
+    with pytest.raises(SystemExit, match="unknown device 'banana'"):
+        main([*args, "banana"])
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match="torch sees no CUDA GPU here; use 'cpu'"):
+            main([*args, "cuda"])
+
+
+def test_device_cpu_gives_the_library_results(model, images, capsys):
+    _, paths = images
+    assert main(["diagnose", *map(str, paths), "--json", "--model", str(model), "--no-progress",
+                 "--device", "cpu"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["probability"] for r in out] == pytest.approx([d.probability for d in _reference(model, paths)], abs=1e-9)

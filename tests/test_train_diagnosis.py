@@ -591,3 +591,21 @@ def test_calibration_config_is_checked(tmp_path):
         (tmp_path / "b.yaml").write_text(f"archs: [resnet18]\n{line}\n")
         with pytest.raises(SystemExit, match=match):
             train_diag.TrainConfig.load(tmp_path / "b.yaml")
+
+
+def test_loader_workers_see_each_epochs_augmentation_strength():
+    """Augmenting in worker processes: each epoch's workers copy the dataset as the curriculum left it."""
+    n = 8
+    data = train_diag.Images(files=[f"{i}.png" for i in range(n)], meta=pd.DataFrame({"label": ["AS"] * n}),
+                             y=np.arange(n) % 2, train=[torch.zeros(1, 4, 4, dtype=torch.uint8)] * n,
+                             eval={}, phone={i: [torch.full((1, 4, 4), 255, dtype=torch.uint8)] for i in range(n)})
+    cfg = train_diag.TrainConfig(archs=["a"], batch_size=4, loader_workers=2)
+    train_set = train_diag.TrainSet(data, np.arange(n), torch.nn.Identity(), phone_p=0.0)
+    loader = train_diag.training_loader(train_set, cfg)
+    assert loader.num_workers == 2 and len(loader) == 2
+    assert all(float(x.max()) == 0.0 for x, _ in loader)          # strength 0: the radiographs themselves
+    train_set.phone_p = 1.0                                         # the next epoch, at full strength
+    assert all(float(x.min()) == 1.0 for x, _ in loader)          # every sample is its phone photo
+    for bad in (-1, 1.5, "two", True):
+        with pytest.raises(SystemExit, match="loader_workers must be an integer from 0 to 64"):
+            train_diag.TrainConfig(archs=["a"], loader_workers=bad).validate()

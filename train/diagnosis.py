@@ -121,6 +121,8 @@ class TrainConfig:
     phone_variants: int = 1              # photos precomputed per image (other seeds, next levels): one is drawn
     phone_levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4])
     workers: int = 1                     # processes for precomputing phone photos
+    loader_workers: int = 0              # DataLoader processes augmenting training batches (0: in the training
+                                         # process; on a GPU the augmentation is what limits images/s)
     label_column: str = "label"          # the reference label used for training (noisy reader on phantoms)
     true_label_column: str = "true_label"  # ground truth, when the data engine provides it (evaluation only)
     data_command: str | None = None      # how the dataset was made (recorded in the model card)
@@ -188,6 +190,9 @@ class TrainConfig:
              f"phone_variants must be an integer from 1 to 16, got {self.phone_variants!r}"),
         ]
         checks.append((self.consistency >= 0, f"consistency must be >= 0, got {self.consistency}"))
+        checks.append((isinstance(self.loader_workers, int) and not isinstance(self.loader_workers, bool)
+                       and 0 <= self.loader_workers <= 64,
+                       f"loader_workers must be an integer from 0 to 64, got {self.loader_workers!r}"))
         checks.append((self.calibrate_on in CALIBRATE_ON,
                        f"calibrate_on must be one of {CALIBRATE_ON}, got {self.calibrate_on!r}"))
         checks.append((isinstance(self.calibration_draws, int) and 1 <= self.calibration_draws <= 16,
@@ -423,6 +428,17 @@ def create_model(entry: str, cfg: TrainConfig, log: list[str]) -> torch.nn.Modul
     return timm.create_model(base, pretrained=False, num_classes=2, drop_rate=cfg.drop_rate)
 
 
+def training_loader(train_set: TrainSet, cfg: TrainConfig) -> torch.utils.data.DataLoader:
+    """Shuffled training batches, augmented in ``cfg.loader_workers`` processes (0: in this one).
+
+    The workers are started afresh for every epoch (not persistent): they copy the dataset as it is then,
+    so they see the augmentation strength the curriculum set for that epoch.
+    """
+    return torch.utils.data.DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True,
+                                       drop_last=len(train_set) > cfg.batch_size, num_workers=cfg.loader_workers,
+                                       persistent_workers=False, pin_memory=torch.cuda.is_available())
+
+
 def cosine_with_warmup(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up for ``warmup`` steps, then cosine decay to 0 at ``total`` steps."""
     def factor(step: int) -> float:
@@ -460,8 +476,7 @@ def fit_one(accelerator: Any, arch: str, cfg: TrainConfig, data: Images, train_i
     jitter = AcquisitionJitter(cfg.acquisition_jitter, blur_p=float(cfg.jitter_blur[0]),
                                blur_max=float(cfg.jitter_blur[1]))
     train_set = TrainSet(data, train_idx, training_view(cfg, pp, size, jitter), cfg.phone_augment)
-    train_loader = torch.utils.data.DataLoader(train_set,
-                                               batch_size=cfg.batch_size, shuffle=True, drop_last=len(train_idx) > cfg.batch_size)
+    train_loader = training_loader(train_set, cfg)
     steps_per_epoch = max(1, math.ceil(len(train_loader) / cfg.grad_accum))
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = cosine_with_warmup(optimizer, int(cfg.warmup_epochs * steps_per_epoch), epochs * steps_per_epoch)
@@ -883,7 +898,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                           cv_aucs={parse_arch(a)[0]: cv_aucs[a] for a in kept}, combine=cfg.combine, calibration=calibration, threshold=threshold,
                           config=photo_input)
 
-    # 8. evaluate extra splits (external centres, phone photos) when present
+    # 8. evaluate extra splits (external centres, phone photos) when present, on the training device
+    diagnoser.to(accelerator.device)
     for split in cfg.eval_splits:
         if (data_dir / split / "metadata.csv").is_file():
             ev = read_split(data_dir / split, cfg, pp, diagnoser.ensemble.sizes, train_size=False, desc=split,
@@ -912,6 +928,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  for a in cfg.archs},
     }
     diagnoser.config = {**photo_input, "metrics": metrics, "training": training}
+    diagnoser.to("cpu")
     if accelerator.is_main_process:
         dtype = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}[cfg.save_dtype]
         model_dir = out / "model"
