@@ -593,6 +593,15 @@ def test_calibration_config_is_checked(tmp_path):
             train_diag.TrainConfig.load(tmp_path / "b.yaml")
 
 
+class _Stamp(torch.nn.Module):
+    """A stand-in transform: the sample's first pixel, then the chance ``p`` it was told to use."""
+
+    p = 0.0
+
+    def forward(self, x):
+        return torch.tensor([float(x.flatten()[0]), self.p])
+
+
 def test_loader_workers_see_each_epochs_augmentation_strength():
     """Augmenting in worker processes: each epoch's workers copy the dataset as the curriculum left it."""
     n = 8
@@ -600,12 +609,13 @@ def test_loader_workers_see_each_epochs_augmentation_strength():
                              y=np.arange(n) % 2, train=[torch.zeros(1, 4, 4, dtype=torch.uint8)] * n,
                              eval={}, phone={i: [torch.full((1, 4, 4), 255, dtype=torch.uint8)] for i in range(n)})
     cfg = train_diag.TrainConfig(archs=["a"], batch_size=4, loader_workers=2)
-    train_set = train_diag.TrainSet(data, np.arange(n), torch.nn.Identity(), phone_p=0.0)
+    stamp = _Stamp()                                                # its output shows the chance it was given
+    train_set = train_diag.TrainSet(data, np.arange(n), stamp, phone_p=0.0, jitter=stamp)
     loader = train_diag.training_loader(train_set, cfg)
-    assert loader.num_workers == 2 and len(loader) == 2
-    assert all(float(x.max()) == 0.0 for x, _ in loader)          # strength 0: the radiographs themselves
-    train_set.phone_p = 1.0                                         # the next epoch, at full strength
-    assert all(float(x.min()) == 1.0 for x, _ in loader)          # every sample is its phone photo
+    assert loader.num_workers == 2 and loader.persistent_workers and len(loader) == 2
+    assert all(float(x[:, 0].max()) == 0.0 and float(x[:, 1].max()) == 0.0 for x, _ in loader)  # strength 0
+    train_set.phone_p, train_set.jitter_p = 1.0, 0.25               # the next epoch, same workers
+    assert all(float(x[:, 0].min()) == 1.0 and torch.all(x[:, 1] == 0.25) for x, _ in loader)
     for bad in (-1, 1.5, "two", True):
         with pytest.raises(SystemExit, match="loader_workers must be an integer from 0 to 64"):
             train_diag.TrainConfig(archs=["a"], loader_workers=bad).validate()

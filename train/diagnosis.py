@@ -367,16 +367,43 @@ def _binary(col: pd.Series, where: Path) -> np.ndarray:
 
 
 class TrainSet(torch.utils.data.Dataset):
-    """Training samples: random augmentation (train_transform) of the cached image or its phone photo."""
+    """Training samples: random augmentation (train_transform) of the cached image or its phone photo.
 
-    def __init__(self, data: Images, idx: np.ndarray, transform: Any, phone_p: float) -> None:
-        self.data, self.idx, self.transform, self.phone_p = data, idx, transform, phone_p
+    The augmentation strengths the curriculum sets each epoch (``phone_p`` and, when ``jitter`` is given,
+    its chance ``jitter_p``) live in shared memory, so DataLoader worker processes that outlive an epoch
+    see the new values at once.
+    """
+
+    def __init__(self, data: Images, idx: np.ndarray, transform: Any, phone_p: float,
+                 jitter: torch.nn.Module | None = None) -> None:
+        self.data, self.idx, self.transform, self.jitter = data, idx, transform, jitter
+        self._strength = torch.tensor([float(phone_p), float(getattr(jitter, "p", 0.0))]).share_memory_()
+
+    @property
+    def phone_p(self) -> float:
+        """Chance of showing a sample's phone photo instead of the radiograph."""
+        return float(self._strength[0])
+
+    @phone_p.setter
+    def phone_p(self, value: float) -> None:
+        self._strength[0] = float(value)
+
+    @property
+    def jitter_p(self) -> float:
+        """Chance that ``jitter`` re-processes a sample as another centre might."""
+        return float(self._strength[1])
+
+    @jitter_p.setter
+    def jitter_p(self, value: float) -> None:
+        self._strength[1] = float(value)
 
     def __len__(self) -> int:
         return len(self.idx)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         j = int(self.idx[i])
+        if self.jitter is not None:          # this process's copy of the transform takes the current chance
+            self.jitter.p = self.jitter_p
         src = self.data.train[j]
         if self.data.phone is not None and j in self.data.phone and float(torch.rand(())) < self.phone_p:
             photos = self.data.phone[j]
@@ -431,12 +458,15 @@ def create_model(entry: str, cfg: TrainConfig, log: list[str]) -> torch.nn.Modul
 def training_loader(train_set: TrainSet, cfg: TrainConfig) -> torch.utils.data.DataLoader:
     """Shuffled training batches, augmented in ``cfg.loader_workers`` processes (0: in this one).
 
-    The workers are started afresh for every epoch (not persistent): they copy the dataset as it is then,
-    so they see the augmentation strength the curriculum set for that epoch.
+    The workers persist across epochs (forking a dozen copies of a process that holds the data set cost
+    about 0.6 s an epoch); they read the augmentation strengths from the data set's shared memory. Their
+    random streams run on across epochs, so with workers a resumed run draws other augmentations than an
+    uninterrupted one.
     """
+    workers = cfg.loader_workers
     return torch.utils.data.DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True,
-                                       drop_last=len(train_set) > cfg.batch_size, num_workers=cfg.loader_workers,
-                                       persistent_workers=False, pin_memory=torch.cuda.is_available())
+                                       drop_last=len(train_set) > cfg.batch_size, num_workers=workers,
+                                       persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())
 
 
 def cosine_with_warmup(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -475,7 +505,7 @@ def fit_one(accelerator: Any, arch: str, cfg: TrainConfig, data: Images, train_i
 
     jitter = AcquisitionJitter(cfg.acquisition_jitter, blur_p=float(cfg.jitter_blur[0]),
                                blur_max=float(cfg.jitter_blur[1]))
-    train_set = TrainSet(data, train_idx, training_view(cfg, pp, size, jitter), cfg.phone_augment)
+    train_set = TrainSet(data, train_idx, training_view(cfg, pp, size, jitter), cfg.phone_augment, jitter=jitter)
     train_loader = training_loader(train_set, cfg)
     steps_per_epoch = max(1, math.ceil(len(train_loader) / cfg.grad_accum))
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -514,7 +544,7 @@ def fit_one(accelerator: Any, arch: str, cfg: TrainConfig, data: Images, train_i
     for epoch in range(state["epoch"] + 1, epochs + 1 if not state.get("done") else 0):
         strength = 0.0 if state.get("augment_off") else \
             augment_strength(epoch, state["augment_from"], state.get("ramp", cfg.augment_ramp_epochs))
-        jitter.p, train_set.phone_p = cfg.acquisition_jitter * strength, cfg.phone_augment * strength
+        train_set.jitter_p, train_set.phone_p = cfg.acquisition_jitter * strength, cfg.phone_augment * strength
         model.train()
         t0, seen, total_loss = time.perf_counter(), 0, 0.0
         bar = tqdm(train_loader, desc=f"{tag} ep {epoch}/{epochs}", leave=False,
