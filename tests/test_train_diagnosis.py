@@ -619,3 +619,11 @@ def test_loader_workers_see_each_epochs_augmentation_strength():
     for bad in (-1, 1.5, "two", True):
         with pytest.raises(SystemExit, match="loader_workers must be an integer from 0 to 64"):
             train_diag.TrainConfig(archs=["a"], loader_workers=bad).validate()
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in (Path(__file__).parents[1] / "train" / "configs").glob("*.yaml")))
+def test_shipped_configs_load(config):
+    cfg = train_diag.TrainConfig.load(Path(__file__).parents[1] / "train" / "configs" / config)
+    assert cfg.archs and cfg.synthetic
+    if config == "paper.yaml":                      # the study's ten architectures, for a GPU
+        assert len(cfg.archs) == 10 and cfg.pretrained is True and cfg.loader_workers > 0
