@@ -377,7 +377,8 @@ class TrainSet(torch.utils.data.Dataset):
     def __init__(self, data: Images, idx: np.ndarray, transform: Any, phone_p: float,
                  jitter: torch.nn.Module | None = None) -> None:
         self.data, self.idx, self.transform, self.jitter = data, idx, transform, jitter
-        self._strength = torch.tensor([float(phone_p), float(getattr(jitter, "p", 0.0))]).share_memory_()
+        self._strength = torch.tensor([float(phone_p), float(getattr(jitter, "p", 0.0))],
+                                      dtype=torch.float64).share_memory_()   # exact, as the floats were
 
     @property
     def phone_p(self) -> float:
