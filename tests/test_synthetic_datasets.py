@@ -131,3 +131,21 @@ def test_preview_sheet(tmp_path):
     assert im.format == "PNG" and im.size[0] > 5 * 200 and im.size[1] > 4 * 200
     arr = np.asarray(im.convert("L")).astype(float)
     assert arr.std() > 20
+
+
+def test_pool_workers_use_one_blas_thread_each():
+    """N workers on N cores must not each start a BLAS thread per core (N x N threads)."""
+    import subprocess
+    import sys
+
+    code = ("import multiprocessing as mp\n"
+            "from as_ai.synthetic.datasets import _one_blas_thread\n"
+            "def threads(_):\n"
+            "    from threadpoolctl import threadpool_info\n"
+            "    return sorted({i['num_threads'] for i in threadpool_info()})\n"
+            "with mp.get_context('fork').Pool(2, initializer=_one_blas_thread) as pool:\n"
+            "    print(pool.map(threads, range(2)))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, OPENBLAS_NUM_THREADS="4", OMP_NUM_THREADS="4"))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[[1], [1]]"

@@ -299,6 +299,14 @@ def _phone_photo(job: tuple) -> tuple[int, torch.Tensor]:
     return i, _train_resized(torch.from_numpy(np.array(photo.pixels))[None], SimpleNamespace(train_resize_short=short))
 
 
+def _one_thread() -> None:
+    """Pool initializer: one torch and one BLAS thread per worker (see _phone_photos)."""
+    from as_ai.synthetic.datasets import _one_blas_thread
+
+    torch.set_num_threads(1)
+    _one_blas_thread()
+
+
 def _phone_photos(jobs: list[tuple], workers: int) -> list[tuple[int, torch.Tensor]]:
     from tqdm.auto import tqdm
 
@@ -308,8 +316,9 @@ def _phone_photos(jobs: list[tuple], workers: int) -> list[tuple[int, torch.Tens
 
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     # one torch thread per worker (as DataLoader workers): a forked child that enters the parent's OpenMP
-    # thread pool hangs once the parent has run a parallel op (training with threads >= 2)
-    with ctx.Pool(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+    # thread pool hangs once the parent has run a parallel op (training with threads >= 2); one BLAS thread
+    # per worker, or N workers on N cores run N x N threads
+    with ctx.Pool(workers, initializer=_one_thread) as pool:
         return list(tqdm(pool.imap(_phone_photo, jobs, chunksize=4), total=len(jobs), desc="phone photos",
                          unit="img", leave=False, disable=None))
 
