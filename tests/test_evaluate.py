@@ -314,6 +314,7 @@ def test_find_splits_accepts_a_root_or_a_split_folder(dataset):
     (["--data", "{tmp}/nothing"], "metadata.csv not found"),
     (["--data", "{data}", "--phone-split", "photos"], "has no metadata.csv"),
     (["--data", "{data}/external", "--model", "{tmp}"], "as_ai.json"),
+    (["--data", "{data}", "--device", "tpu:9"], "unknown device 'tpu:9'"),
 ])
 def test_cli_errors_say_what_to_do(args, message, dataset, model, tmp_path, capsys):
     argv = ["--model", str(model), "--out", str(tmp_path / "out"), "--no-progress"]

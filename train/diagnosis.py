@@ -542,11 +542,11 @@ def fit_one(accelerator: Any, arch: str, cfg: TrainConfig, data: Images, train_i
         accelerator.load_state(str(ckpt / "last"))
         state = json.loads(state_file.read_text())
         state.setdefault("augment_from", None if curriculum else augment_from)   # checkpoints from before the curriculum
+        from safetensors.torch import load_file
+
         if (ckpt / "best.safetensors").is_file():
-            from safetensors.torch import load_file
             best_weights = load_file(str(ckpt / "best.safetensors"))
         if state.get("anchor") is not None and (ckpt / "anchor.safetensors").is_file():
-            from safetensors.torch import load_file
             anchor_weights = load_file(str(ckpt / "anchor.safetensors"))
         log.append(f"{tag}: resumed after epoch {state['epoch']}")
         log.extend(f"{tag}: epoch {r['epoch']}: {r.get('note', r['action'])}" for r in state.get("restarts", []))  # still true

@@ -387,17 +387,20 @@ def _reader_metrics(clean: pd.DataFrame, ycol: str, model_calls: np.ndarray, lev
 def evaluate(model: str | Path, data: str | Path, *, out: str | Path, truth: str = "true", batch_size: int = 16,
              split: str | None = None, phone_split: str | None = None, level: float = 0.95,
              rescore: bool = False, progress: bool = True, figures: bool = True,
-             softness_sigmas: Sequence[float] = SOFTNESS_SIGMAS) -> Evaluation:
+             softness_sigmas: Sequence[float] = SOFTNESS_SIGMAS, device: str = "cpu") -> Evaluation:
     """Run the external evaluation of the diagnosis model ``model`` on ``data`` and write it to ``out``.
 
     Writes ``predictions.csv`` (reused on the next run for the same model unless ``rescore``),
     ``metrics.json``, ``report.md`` and PNG figures. Returns where they are and the metrics.
     ``softness_sigmas`` are the blurs of the softness test on the clean images (empty: no test).
+    ``device`` runs the members elsewhere (e.g. "cuda"); the CPU default makes reports reproduce digit for
+    digit, where a GPU's TF32 convolutions move probabilities by about 1e-3.
 
     Raises:
         FileNotFoundError: the data folder has no external split.
         ModelLoadError: the model cannot be loaded or verified.
-        ValueError: unknown ``truth``, a label column that is not AS / non-AS, too few cases of a class.
+        ValueError: unknown ``truth``, a label column that is not AS / non-AS, too few cases of a class,
+            a device that is not here.
 
     Example:
         >>> ev = evaluate("runs/pxr/model", "data/pxr", out="runs/pxr/report")   # doctest: +SKIP
@@ -414,7 +417,7 @@ def evaluate(model: str | Path, data: str | Path, *, out: str | Path, truth: str
     if f"y_{truth}" not in frame.columns:
         raise ValueError(f"{clean_dir / 'metadata.csv'} has no {TRUTHS[truth]!r} column for truth={truth!r}; "
                          "pass --truth reference to score against the reference reader's label.")
-    diagnoser = Diagnoser.from_pretrained(model)
+    diagnoser = Diagnoser.from_pretrained(model).to(device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pred_path = out / PREDICTIONS
@@ -524,6 +527,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--softness", type=_sigmas, default=SOFTNESS_SIGMAS, metavar="SIGMAS",
                    help="blurs of the softness test, px at the model's reading scale, comma-separated "
                         f"(default {','.join(map(str, SOFTNESS_SIGMAS))}; 'none' skips it)")
+    p.add_argument("--device", default="cpu", help="where the members run: cpu (default: reports reproduce "
+                   "digit for digit), cuda or cuda:N (TF32 moves probabilities by about 1e-3)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     from as_ai.errors import AsAiError
@@ -531,7 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         ev = evaluate(args.model, args.data, out=args.out, truth=args.truth, batch_size=args.batch_size,
                       split=args.split, phone_split=args.phone_split, level=args.level, rescore=args.rescore,
-                      progress=not args.no_progress, softness_sigmas=args.softness)
+                      progress=not args.no_progress, softness_sigmas=args.softness, device=args.device)
     except (FileNotFoundError, ValueError, AsAiError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
