@@ -377,11 +377,17 @@ class Diagnoser:
             dev = torch.device(device)
         except (RuntimeError, TypeError) as exc:
             raise ValueError(f"unknown device {device!r} ({exc}); use 'cpu', 'cuda' or 'cuda:N'") from None
+        if dev.type == "meta":
+            raise ValueError("device 'meta' holds no weights; use 'cpu', 'cuda' or 'cuda:N'")
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {device!r}: torch sees no CUDA GPU here; use 'cpu'")
         if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ValueError(f"device {device!r}: torch sees {torch.cuda.device_count()} CUDA GPU(s)")
-        self.ensemble.to(dev)
+        try:
+            self.ensemble.to(dev)
+        except (RuntimeError, AssertionError) as exc:   # e.g. "mps" on a machine without it
+            self.ensemble.to("cpu")
+            raise ValueError(f"device {device!r} cannot be used here ({exc}); use 'cpu'") from None
         return self
 
     def predict_tensor(self, x: torch.Tensor | Mapping[int, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -239,6 +239,19 @@ def test_batch_matches_single_calls_in_order(loaded, image):
         loaded.diagnose_batch(imgs, batch_size=0)
 
 
+def test_a_device_that_cannot_run_the_members_is_refused_and_nothing_moves(repo, image):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d = Diagnoser.from_pretrained(repo)
+    before = d(image).probability
+    bad = ["banana", "meta", "cuda:7"] + ([] if torch.cuda.is_available() else ["cuda"])
+    for device in bad:
+        with pytest.raises(ValueError, match=f"{device!r}"):
+            d.to(device)
+        assert d.device.type == "cpu"
+    assert d.to("cpu") is d and d(image).probability == before          # still answers, the same
+
+
 def test_probability_follows_the_stored_pipeline(loaded, image):
     """probability = calibration(weighted mean of member softmax P(AS)) on to_model_input's tensor."""
     x = to_model_input([image], PP)
