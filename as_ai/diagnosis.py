@@ -575,9 +575,8 @@ def _explainer(method: str | None) -> Any:
 def _image_checks(rg: Radiograph, descriptor: bool) -> tuple[Any, np.ndarray | None]:
     """The photo check and (if asked) the gate's image descriptor, from one shared shrunk view."""
     from ._gate import image_descriptor
-    from ._photo import fast_view
 
-    view = fast_view(rg.pixels)
+    view = rg.work_view
     photo = check_photo(view, meta=rg.meta, original_shape=rg.shape)
     return photo, (image_descriptor(view) if descriptor else None)
 
@@ -600,9 +599,7 @@ def _photo_stretch(entry: Any) -> tuple[float, float] | None:
 
 def _stretched(rg: Radiograph, pct: tuple[float, float]) -> Radiograph:
     """``rg`` with its ``pct`` percentiles (measured on the shrunk view) mapped to 0 and 1."""
-    from ._photo import fast_view
-
-    lo, hi = np.percentile(fast_view(rg.pixels), pct)
+    lo, hi = np.percentile(rg.work_view, pct)
     if hi - lo < 1e-3:  # flat: nothing to stretch
         return rg
     px = np.clip((rg.pixels - np.float32(lo)) / np.float32(hi - lo), 0.0, 1.0).astype(np.float32)

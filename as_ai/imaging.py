@@ -109,6 +109,23 @@ class Radiograph:
         return torch.from_numpy(self.pixels.copy())[None]
 
     @property
+    def work_view(self) -> np.ndarray:
+        """The pixels shrunk to the photo check's working size (read-only; made once per Radiograph).
+
+        The photo check, the input gate's image descriptor and a photo's contrast stretch all read this
+        view; the pixels are read-only, so it stays valid.
+        """
+        view = self.__dict__.get("_work_view")
+        if view is None:
+            from ._photo import fast_view
+
+            view = fast_view(self.pixels)
+            if view is not self.pixels:
+                view.setflags(write=False)
+            object.__setattr__(self, "_work_view", view)
+        return view
+
+    @property
     def warnings(self) -> list[str]:
         """What the loader changed or doubted (colour dropped, range rescaled, constant image, ...)."""
         return list(self.meta.get("warnings", []))

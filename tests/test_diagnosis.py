@@ -393,6 +393,34 @@ def test_a_photo_is_read_contrast_stretched_when_the_model_says_so(repo, tmp_pat
     assert json.loads((again / "as_ai.json").read_text())["photo_input"] == {"contrast_stretch": [0.5, 99.5]}
 
 
+def test_a_photo_is_shrunk_once_for_its_checks_its_stretch_and_its_explanation(repo, tmp_path, monkeypatch):
+    import shutil
+
+    from as_ai import _photo
+    from as_ai.synthetic import pelvis
+    from as_ai.synthetic.phone import photograph, save_photo, to_display
+
+    photo = tmp_path / "big.jpg"                                   # larger than the working view
+    save_photo(photograph(to_display(pelvis.sample(12, center="C", size=1024).image), level=2, seed=5), photo,
+               exif_p=0.0)
+    folder = tmp_path / "stretching"
+    shutil.copytree(repo, folder)
+    cfg = json.loads((folder / "as_ai.json").read_text())
+    cfg["photo_input"] = {"contrast_stretch": [0.5, 99.5]}
+    (folder / "as_ai.json").write_text(json.dumps(cfg))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d = Diagnoser.from_pretrained(folder)
+    rg = load_radiograph(photo)
+    assert max(rg.shape) > _photo.WORK_SIZE
+    shrunk, real = [], _photo.fast_view
+    monkeypatch.setattr(_photo, "fast_view", lambda g: (shrunk.append(g.shape), real(g))[1])
+    result = d(rg, explain="gradcam")
+    assert result.check.photo.is_photo and "contrast was stretched" in " ".join(result.check.reasons)
+    assert shrunk.count(rg.shape) == 1                             # one downscale of the full image
+    assert not rg.work_view.flags.writeable and max(rg.work_view.shape) == _photo.WORK_SIZE
+
+
 @pytest.mark.parametrize("entry", [{"contrast_stretch": [99, 1]}, {"contrast_stretch": "wide"},
                                    {"contrast_stretch": [0, 101]}])
 def test_a_bad_photo_input_entry_is_refused_at_load(repo, tmp_path, entry):
