@@ -102,17 +102,8 @@ def diagnoser() -> Diagnoser:
 
 
 @pytest.fixture(scope="module")
-def pngs(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("bench")
-    rng = np.random.default_rng(0)
-    y, x = np.mgrid[0:2000, 0:2000] / 2000.0
-    paths = []
-    for i in range(16):
-        img = 0.3 + 0.4 * np.exp(-((x - 0.5) ** 2 + (y - 0.4 - 0.01 * i) ** 2) / 0.05) + 0.05 * rng.random((2000, 2000))
-        p = folder / f"pxr{i}.png"
-        Image.fromarray((np.clip(img, 0, 1) * 65535).astype(np.uint16)).save(p)
-        paths.append(p)
-    return paths
+def pngs(tmp_path_factory, write_pngs):
+    return write_pngs(tmp_path_factory.mktemp("bench"), 16, 2000)
 
 
 def test_single_image_latency(diagnoser, pngs, record):

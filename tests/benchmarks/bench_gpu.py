@@ -25,7 +25,6 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from as_ai import hub
 from as_ai.diagnosis import Diagnoser
@@ -60,16 +59,8 @@ def pair() -> tuple[Diagnoser, Diagnoser]:
 
 
 @pytest.fixture(scope="module")
-def pngs(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("gpu-bench")
-    rng = np.random.default_rng(0)
-    y, x = np.mgrid[0:512, 0:512] / 512.0
-    paths = []
-    for i in range(32):
-        img = 0.3 + 0.4 * np.exp(-((x - 0.5) ** 2 + (y - 0.4 - 0.005 * i) ** 2) / 0.05) + 0.05 * rng.random((512, 512))
-        paths.append(folder / f"pxr{i}.png")
-        Image.fromarray((np.clip(img, 0, 1) * 65535).astype(np.uint16)).save(paths[-1])
-    return paths
+def pngs(tmp_path_factory, write_pngs):
+    return write_pngs(tmp_path_factory.mktemp("gpu-bench"), 32, 512)
 
 
 def test_forward_pass_on_the_gpu(pair, pngs, record):

@@ -229,6 +229,26 @@ def record(request: pytest.FixtureRequest):
     return _record
 
 
+@pytest.fixture(scope="session")
+def write_pngs():
+    """``write_pngs(folder, n, size)``: n 16-bit PNGs, a bright blob on noise that moves a little per image."""
+    import numpy as np
+    from PIL import Image
+
+    def write(folder: Path, n: int, size: int) -> list[Path]:
+        rng = np.random.default_rng(0)
+        y, x = np.mgrid[0:size, 0:size] / float(size)
+        paths = []
+        for i in range(n):
+            img = 0.3 + 0.4 * np.exp(-((x - 0.5) ** 2 + (y - 0.4 - 0.16 * i / n) ** 2) / 0.05) \
+                + 0.05 * rng.random((size, size))
+            paths.append(folder / f"pxr{i}.png")
+            Image.fromarray((np.clip(img, 0, 1) * 65535).astype(np.uint16)).save(paths[-1])
+        return paths
+
+    return write
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _restore_torch_threads():
     """Give torch's thread count back after each benchmark file (some pin it to 1), so order does not matter."""
