@@ -361,19 +361,26 @@ def phone_photo(tmp_path_factory) -> Path:
     return path
 
 
-def test_a_photo_is_read_contrast_stretched_when_the_model_says_so(repo, tmp_path, phone_photo, image):
+def _stretching_copy(repo: Path, folder: Path) -> Diagnoser:
+    """``repo`` copied to ``folder`` with photos read contrast-stretched (0.5 and 99.5 percentiles), loaded."""
     import shutil
 
-    from as_ai.diagnosis import _stretched
-
-    folder = tmp_path / "stretching"
     shutil.copytree(repo, folder)
     cfg = json.loads((folder / "as_ai.json").read_text())
     cfg["photo_input"] = {"contrast_stretch": [0.5, 99.5]}
     (folder / "as_ai.json").write_text(json.dumps(cfg))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        plain, stretching = Diagnoser.from_pretrained(repo), Diagnoser.from_pretrained(folder)
+        return Diagnoser.from_pretrained(folder)
+
+
+def test_a_photo_is_read_contrast_stretched_when_the_model_says_so(repo, tmp_path, phone_photo, image):
+    from as_ai.diagnosis import _stretched
+
+    stretching = _stretching_copy(repo, tmp_path / "stretching")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = Diagnoser.from_pretrained(repo)
     assert plain.photo_stretch is None and stretching.photo_stretch == (0.5, 99.5)
     rg = load_radiograph(phone_photo)
     expected = float(plain.predict_proba([_stretched(rg, (0.5, 99.5))])[0])   # what a stretched photo reads as
@@ -394,8 +401,6 @@ def test_a_photo_is_read_contrast_stretched_when_the_model_says_so(repo, tmp_pat
 
 
 def test_a_photo_is_shrunk_once_for_its_checks_its_stretch_and_its_explanation(repo, tmp_path, monkeypatch):
-    import shutil
-
     from as_ai import _photo
     from as_ai.synthetic import pelvis
     from as_ai.synthetic.phone import photograph, save_photo, to_display
@@ -403,14 +408,7 @@ def test_a_photo_is_shrunk_once_for_its_checks_its_stretch_and_its_explanation(r
     photo = tmp_path / "big.jpg"                                   # larger than the working view
     save_photo(photograph(to_display(pelvis.sample(12, center="C", size=1024).image), level=2, seed=5), photo,
                exif_p=0.0)
-    folder = tmp_path / "stretching"
-    shutil.copytree(repo, folder)
-    cfg = json.loads((folder / "as_ai.json").read_text())
-    cfg["photo_input"] = {"contrast_stretch": [0.5, 99.5]}
-    (folder / "as_ai.json").write_text(json.dumps(cfg))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        d = Diagnoser.from_pretrained(folder)
+    d = _stretching_copy(repo, tmp_path / "stretching")
     rg = load_radiograph(photo)
     assert max(rg.shape) > _photo.WORK_SIZE
     shrunk, real = [], _photo.fast_view
