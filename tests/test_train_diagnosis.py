@@ -296,6 +296,35 @@ def test_curriculum_waits_for_validation_auc_and_the_refit_follows_the_folds(tmp
     assert final["augment_from"] == (int(np.median(starts)) if starts else 1)
 
 
+def test_a_fold_whose_curriculum_never_starts_keeps_its_best_clean_epoch(tmp_path, monkeypatch, capsys):
+    """Validation AUC scripted below augment_after_auc: the fold trains clean throughout and ships its best
+    epoch (here the last), not its first."""
+    from safetensors.torch import load_file
+
+    rng = np.random.default_rng(3)
+    _write_split(tmp_path / "data" / "train", 16, rng)
+    script = iter([0.6, 0.8] * 2)                                   # fold 0, then fold 1
+    monkeypatch.setattr(train_diag, "validation_auc", lambda y, p: next(script))
+    config = {
+        "name": "clean", "archs": ARCHS[:1], "folds": 2, "top_k": 1, "epochs": 2, "batch_size": 8,
+        "lr": 0.003, "warmup_epochs": 0.5, "final": "best_fold", "threads": 1, "augment": "centred",
+        "preprocess": {"resize_short": 72, "crop": 64, "train_resize_short": 72, "train_crop": 64},
+        "eval_splits": [], "acquisition_jitter": 0.5, "augment_after_auc": 0.9, "augment_ramp_epochs": 1,
+        "patience": 10,
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    assert train_diag.main(["--config", str(tmp_path / "c.yaml"), "--data", str(tmp_path / "data"),
+                            "--out", str(tmp_path / "run")]) == 0
+    fold = tmp_path / "run" / "checkpoints" / ARCHS[0] / "fold0"
+    state = json.loads((fold / "progress.json").read_text())
+    assert state["augment_from"] is None and [h["augment"] for h in state["history"]] == [0.0, 0.0]
+    assert state["best_epoch"] == 2 and state["best_auc"] == 0.8
+    best, last = load_file(str(fold / "best.safetensors")), load_file(str(fold / "last" / "model.safetensors"))
+    assert all(torch.equal(best[k], last[k]) for k in best)         # epoch 2's weights, the last trained
+    assert "validation AUC never reached 0.9" in capsys.readouterr().out + \
+        (tmp_path / "run" / "model" / "as_ai.json").read_text()
+
+
 def test_acquisition_jitter_keeps_lesions_where_they_are():
     """Jitter changes how the whole image is processed, never where the anatomy is: with the same random
     draws, the difference a lesion makes stays next to the lesion."""

@@ -583,14 +583,15 @@ def fit_one(accelerator: Any, arch: str, cfg: TrainConfig, data: Images, train_i
         if val_loader is not None:
             p = predict(accelerator, model, val_loader)
             rec["val_auc"] = validation_auc(data.y[val_idx], p)
-            if state["augment_from"] is None and rec["val_auc"] >= cfg.augment_after_auc:
+            clean_phase = state["augment_from"] is None  # the curriculum is still waiting: keep its best epoch
+            if clean_phase and rec["val_auc"] >= cfg.augment_after_auc:
                 state["augment_from"] = epoch + 1
                 if guard:
                     state["anchor"] = {"epoch": epoch, "auc": rec["val_auc"]}
                     anchor_weights = _weights(accelerator, model)
             if counting and state.get("counting_from") is None:
                 state["counting_from"], state["best_auc"] = epoch, -1.0
-            if (counting or best_weights is None) and rec["val_auc"] > state["best_auc"]:
+            if (counting or clean_phase or best_weights is None) and rec["val_auc"] > state["best_auc"]:
                 state["best_auc"], state["best_epoch"] = rec["val_auc"], epoch
                 best_weights = _weights(accelerator, model)
         state["history"].append(rec)
