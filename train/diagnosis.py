@@ -106,6 +106,7 @@ class TrainConfig:
                                          # reaches this (a network from scratch first has to find the joints)
     augment_ramp_epochs: int = 0         # then raise them linearly to full strength over this many epochs; the
                                          # best checkpoint and early stopping only count from full strength on
+                                         # (before augmentation starts, the best clean epoch is kept)
     collapse_guard: list[float] | None = None  # [drop, epochs]: when validation AUC stays more than `drop` below
                                          # the epoch that started augmentation for `epochs` epochs in a row, go
                                          # back to that epoch's weights and ramp up again twice as slowly (at
