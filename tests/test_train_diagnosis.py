@@ -656,3 +656,62 @@ def test_shipped_configs_load(config):
     assert cfg.archs and cfg.synthetic
     if config == "paper.yaml":                      # the study's ten architectures, for a GPU
         assert len(cfg.archs) == 10 and cfg.pretrained is True and cfg.loader_workers > 0
+
+
+def test_each_member_can_learn_its_own_readers_labels(tmp_path, monkeypatch):
+    """member_labels: a member trains and early-stops on its reader's column; the others on label_column."""
+    rng = np.random.default_rng(6)
+    _write_split(tmp_path / "data" / "train", 16, rng)
+    meta = pd.read_csv(tmp_path / "data" / "train" / "metadata.csv")
+    meta["reader2"] = meta["label"]
+    meta.loc[[0, 5, 10], "reader2"] = meta.loc[[0, 5, 10], "label"].map({"AS": "non-AS", "non-AS": "AS"})
+    meta.to_csv(tmp_path / "data" / "train" / "metadata.csv", index=False)
+    seen: dict[str, list[np.ndarray]] = {}
+    real = train_diag.fit_one
+
+    def spy(accelerator, arch, cfg, data, train_idx, val_idx, **kw):
+        seen.setdefault(arch, []).append(np.asarray(kw["y"]).copy())
+        return real(accelerator, arch, cfg, data, train_idx, val_idx, **kw)
+
+    monkeypatch.setattr(train_diag, "fit_one", spy)
+    validated: list[np.ndarray] = []                                  # labels each epoch's validation AUC used
+    real_auc = train_diag.validation_auc
+    monkeypatch.setattr(train_diag, "validation_auc", lambda y, p: validated.append(np.asarray(y)) or real_auc(y, p))
+    archs = [f"a={ARCHS[0]}", f"b={ARCHS[1]}"]
+    config = {
+        "name": "readers", "archs": archs, "folds": 2, "top_k": 2, "epochs": 1, "batch_size": 8, "lr": 0.003,
+        "final": "best_fold", "threads": 1, "eval_splits": [], "augment": "centred", "member_labels": {"b": "reader2"},
+        "preprocess": {"resize_short": 72, "crop": 64, "train_resize_short": 72, "train_crop": 64},
+    }
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    argv = ["--config", str(tmp_path / "c.yaml"), "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run")]
+    assert train_diag.main(argv) == 0
+    want = {archs[0]: (meta["label"] == "AS").to_numpy(), archs[1]: (meta["reader2"] == "AS").to_numpy()}
+    assert not np.array_equal(*want.values())
+    for arch in archs:                                                # both folds of each member
+        assert len(seen[arch]) == 2 and all(np.array_equal(y, want[arch]) for y in seen[arch])
+    from sklearn.model_selection import StratifiedKFold
+
+    folds = list(StratifiedKFold(2, shuffle=True, random_state=0).split(np.zeros(16), want[archs[0]]))
+    assert [v.tolist() for v in validated] == [want[a][va].tolist() for a in archs for _, va in folds]
+    repo = json.loads((tmp_path / "run" / "model" / "as_ai.json").read_text())
+    assert repo["training"]["config"]["member_labels"] == {"b": "reader2"}
+    assert repo["metrics"]["cv"]["label"] == "label"                  # CV AUCs and ranking stay on label_column
+    card = (tmp_path / "run" / "model" / "README.md").read_text()
+    assert "each member learned one reader's labels (a `label`, b `reader2`)" in card
+
+    # the training samples carry the member's labels
+    data = _images(4)
+    own = np.array([1, 1, 0, 0])
+    ts = train_diag.TrainSet(data, np.arange(4), lambda x: x, 0.0, y=own)
+    assert [ts[i][1] for i in range(4)] == [1, 1, 0, 0] != [int(v) for v in data.y]
+
+    # a member that is not in archs, or a column the data lacks: stopped before any checkpoint is written
+    for labels, match in [({"c": "reader2"}, "member_labels must map member names"),
+                          ({"b": "panel"}, "'panel' \\(for b\\) is not a column")]:
+        config["member_labels"] = labels
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+        out = tmp_path / f"bad-{len(match)}"
+        with pytest.raises(SystemExit, match=match):
+            train_diag.main(argv[:-1] + [str(out)])
+        assert not (out / "checkpoints").exists()

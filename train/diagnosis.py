@@ -125,6 +125,10 @@ class TrainConfig:
     loader_workers: int = 0              # DataLoader processes augmenting training batches (0: in the training
                                          # process; on a GPU the augmentation is what limits images/s)
     label_column: str = "label"          # the reference label used for training (noisy reader on phantoms)
+    member_labels: dict[str, str] | None = None  # member name -> the label column that member trains (and
+                                         # early-stops) on, e.g. one reader each so that the members disagree
+                                         # where the readers do; the others train on label_column. CV AUCs,
+                                         # ranking and folds stay on label_column
     true_label_column: str = "true_label"  # ground truth, when the data engine provides it (evaluation only)
     data_command: str | None = None      # how the dataset was made (recorded in the model card)
     train_split: str = "train"
@@ -198,6 +202,10 @@ class TrainConfig:
                        f"calibrate_on must be one of {CALIBRATE_ON}, got {self.calibrate_on!r}"))
         checks.append((isinstance(self.calibration_draws, int) and 1 <= self.calibration_draws <= 16,
                        f"calibration_draws must be an integer from 1 to 16, got {self.calibration_draws!r}"))
+        names = [parse_arch(a)[0] for a in self.archs]
+        checks.append((self.member_labels is None or (isinstance(self.member_labels, dict) and all(
+            isinstance(c, str) and c for c in self.member_labels.values()) and set(self.member_labels) <= set(names)),
+                       f"member_labels must map member names {names} to label columns, got {self.member_labels!r}"))
         checks.append((self.clip_grad_norm is None or (isinstance(self.clip_grad_norm, (int, float))
                                                        and not isinstance(self.clip_grad_norm, bool)
                                                        and self.clip_grad_norm > 0),
@@ -385,8 +393,9 @@ class TrainSet(torch.utils.data.Dataset):
     """
 
     def __init__(self, data: Images, idx: np.ndarray, transform: Any, phone_p: float,
-                 jitter: torch.nn.Module | None = None) -> None:
+                 jitter: torch.nn.Module | None = None, y: np.ndarray | None = None) -> None:
         self.data, self.idx, self.transform, self.jitter = data, idx, transform, jitter
+        self.y = data.y if y is None else y    # the labels this model learns
         self._strength = torch.tensor([float(phone_p), float(getattr(jitter, "p", 0.0))],
                                       dtype=torch.float64).share_memory_()   # exact, as the floats were
 
@@ -420,7 +429,7 @@ class TrainSet(torch.utils.data.Dataset):
             photos = self.data.phone[j]
             # one photo: no extra draw, so runs without variants keep their random stream (and resume alike)
             src = photos[int(torch.randint(len(photos), ()))] if len(photos) > 1 else photos[0]
-        return self.transform(src.float() / 255.0), int(self.data.y[j])
+        return self.transform(src.float() / 255.0), int(self.y[j])
 
 
 class EvalSet(torch.utils.data.Dataset):
@@ -502,8 +511,10 @@ def predict(accelerator: Any, model: torch.nn.Module, loader: Any) -> np.ndarray
 
 def fit_one(accelerator: Any, arch: str, cfg: TrainConfig, data: Images, train_idx: np.ndarray,
             val_idx: np.ndarray | None, *, size: int, pp: Any, epochs: int, ckpt: Path, resume: bool,
-            log: list[str], tag: str, augment_from: int = 1) -> dict[str, Any]:
+            log: list[str], tag: str, augment_from: int = 1, y: np.ndarray | None = None) -> dict[str, Any]:
     """Train one model; with ``val_idx``, early-stop on validation AUC and return the best weights.
+
+    ``y`` (default: ``data.y``) are the labels it learns and is validated against.
 
     Without ``val_idx`` the curriculum has no validation AUC to wait for: augmentation starts at epoch
     ``augment_from`` (the refit passes the folds' median).
@@ -516,7 +527,9 @@ def fit_one(accelerator: Any, arch: str, cfg: TrainConfig, data: Images, train_i
 
     jitter = AcquisitionJitter(cfg.acquisition_jitter, blur_p=float(cfg.jitter_blur[0]),
                                blur_max=float(cfg.jitter_blur[1]))
-    train_set = TrainSet(data, train_idx, training_view(cfg, pp, size, jitter), cfg.phone_augment, jitter=jitter)
+    targets = data.y if y is None else y
+    train_set = TrainSet(data, train_idx, training_view(cfg, pp, size, jitter), cfg.phone_augment, jitter=jitter,
+                         y=targets)
     train_loader = training_loader(train_set, cfg)
     steps_per_epoch = max(1, math.ceil(len(train_loader) / cfg.grad_accum))
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -583,7 +596,7 @@ def fit_one(accelerator: Any, arch: str, cfg: TrainConfig, data: Images, train_i
         counting = strength >= 1.0 or not (cfg.acquisition_jitter or cfg.phone_augment) or bool(state.get("augment_off"))
         if val_loader is not None:
             p = predict(accelerator, model, val_loader)
-            rec["val_auc"] = validation_auc(data.y[val_idx], p)
+            rec["val_auc"] = validation_auc(targets[val_idx], p)
             clean_phase = state["augment_from"] is None  # the curriculum is still waiting: keep its best epoch
             if clean_phase and rec["val_auc"] >= cfg.augment_after_auc:
                 state["augment_from"] = epoch + 1
@@ -663,6 +676,19 @@ def calibration_labels(data: Images, cfg: TrainConfig) -> tuple[np.ndarray, str]
                          f"(columns: {list(data.meta.columns)}); set it to one that holds AS / non-AS labels, "
                          "or null to calibrate on label_column")
     return _binary(data.meta[column], Path(cfg.train_split) / "metadata.csv"), column
+
+
+def member_labels(data: Images, cfg: TrainConfig) -> dict[str, np.ndarray]:
+    """The labels each architecture entry trains on (1 = AS): its ``member_labels`` column, else label_column."""
+    columns = cfg.member_labels or {}
+    out = {}
+    for arch in cfg.archs:
+        column = columns.get(parse_arch(arch)[0], cfg.label_column)
+        if column not in data.meta.columns:
+            raise SystemExit(f"member_labels: {column!r} (for {parse_arch(arch)[0]}) is not a column of the training "
+                             f"metadata.csv (columns: {list(data.meta.columns)})")
+        out[arch] = data.y if column == cfg.label_column else _binary(data.meta[column], Path(cfg.train_split) / "metadata.csv")
+    return out
 
 
 def training_view(cfg: TrainConfig, pp: Any, size: int, jitter: torch.nn.Module) -> Any:
@@ -854,6 +880,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                       f"archs {cfg.archs}; {cfg.folds}-fold CV; device {accelerator.device}; precision {mp}")
     folds = list(StratifiedKFold(cfg.folds, shuffle=True, random_state=cfg.seed).split(np.zeros(len(train.y)), train.y))
     calibration_labels(train, cfg)  # a bad calibration_label_column fails now, not after training
+    labels = member_labels(train, cfg)  # and so does a bad member_labels column
+    for arch, column in (cfg.member_labels or {}).items():
+        accelerator.print(f"{arch} trains on {column!r}")
 
     # 4. cross-validation per architecture
     cv: dict[str, dict[str, Any]] = {}
@@ -863,7 +892,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = []
         for k, (tr, va) in enumerate(folds):
             r = fit_one(accelerator, arch, cfg, train, tr, va, size=size, pp=pp, epochs=cfg.epochs,
-                        ckpt=out / "checkpoints" / arch / f"fold{k}", resume=args.resume, log=log, tag=f"{arch} f{k}")
+                        ckpt=out / "checkpoints" / arch / f"fold{k}", resume=args.resume, log=log, tag=f"{arch} f{k}",
+                        y=labels[arch])
             oof[va] = r["val_prob"]
             train_seconds += _seconds(r["history"], len(tr))
             results.append({**fold_metrics(train.y[va], r["val_prob"]), "best_epoch": r["best_epoch"],
@@ -891,7 +921,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             starts = [r["augment_from"] for r in cv[arch]["folds"] if r.get("augment_from") is not None]
             r = fit_one(accelerator, arch, cfg, train, np.arange(len(train.y)), None, size=size, pp=pp, epochs=epochs,
                         ckpt=out / "checkpoints" / arch / "final", resume=args.resume, log=log, tag=f"{arch} final",
-                        augment_from=int(np.median(starts)) if starts else 1)
+                        augment_from=int(np.median(starts)) if starts else 1, y=labels[arch])
             members[arch] = r["model"]
             train_seconds += _seconds(r["history"], len(train.y))
 
