@@ -687,7 +687,8 @@ def member_labels(data: Images, cfg: TrainConfig) -> dict[str, np.ndarray]:
         if column not in data.meta.columns:
             raise SystemExit(f"member_labels: {column!r} (for {parse_arch(arch)[0]}) is not a column of the training "
                              f"metadata.csv (columns: {list(data.meta.columns)})")
-        out[arch] = data.y if column == cfg.label_column else _binary(data.meta[column], Path(cfg.train_split) / "metadata.csv")
+        out[arch] = (data.y if column == cfg.label_column
+                     else _binary(data.meta[column], Path(cfg.train_split) / "metadata.csv"))
     return out
 
 
@@ -881,8 +882,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     folds = list(StratifiedKFold(cfg.folds, shuffle=True, random_state=cfg.seed).split(np.zeros(len(train.y)), train.y))
     calibration_labels(train, cfg)  # a bad calibration_label_column fails now, not after training
     labels = member_labels(train, cfg)  # and so does a bad member_labels column
-    for arch, column in (cfg.member_labels or {}).items():
-        accelerator.print(f"{arch} trains on {column!r}")
+    for name, column in (cfg.member_labels or {}).items():
+        accelerator.print(f"{name} trains on {column!r}")
 
     # 4. cross-validation per architecture
     cv: dict[str, dict[str, Any]] = {}
