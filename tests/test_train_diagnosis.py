@@ -696,6 +696,7 @@ def test_each_member_can_learn_its_own_readers_labels(tmp_path, monkeypatch):
     assert [v.tolist() for v in validated] == [want[a][va].tolist() for a in archs for _, va in folds]
     repo = json.loads((tmp_path / "run" / "model" / "as_ai.json").read_text())
     assert repo["training"]["config"]["member_labels"] == {"b": "reader2"}
+    assert repo["training"]["member_labels"] == {"a": "label", "b": "reader2"}   # what each kept member learned
     assert repo["metrics"]["cv"]["label"] == "label"                  # CV AUCs and ranking stay on label_column
     card = (tmp_path / "run" / "model" / "README.md").read_text()
     assert "each member learned one reader's labels (a `label`, b `reader2`)" in card

@@ -1000,6 +1000,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "throughput_img_per_s": {a: float(np.mean([h["img_per_s"] for r in cv[a]["folds"] for h in r["history"]]))
                                  for a in cfg.archs},
     }
+    if cfg.member_labels:  # the labels each kept member learned, for the card
+        training["member_labels"] = {parse_arch(a)[0]: cfg.member_labels.get(parse_arch(a)[0], cfg.label_column)
+                                     for a in cfg.archs if a in kept}
     diagnoser.config = {**photo_input, "metrics": metrics, "training": training}
     diagnoser.to("cpu")
     if accelerator.is_main_process:
