@@ -9,14 +9,12 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED = REPO_ROOT.parent / "shared"
-REFDATA = SHARED / "refdata"
+REFDATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(scope="session")
 def refdata() -> Path:
-    """The folder of published reference outputs (../shared/refdata)."""
-    if not REFDATA.is_dir():
-        pytest.fail(f"reference data not found at {REFDATA}; the checkout needs ../shared beside it")
+    """The folder of published reference data and outputs, in the repository (tests/data, sources in its README)."""
+    if not (REFDATA / "expected_values.json").is_file():
+        pytest.fail(f"reference data not found in {REFDATA}; it is part of the repository (git checkout tests/data)")
     return REFDATA

@@ -1,4 +1,4 @@
-"""as_ai.metrics against pROC's and scikit-learn's published outputs (../shared/refdata)."""
+"""as_ai.metrics against pROC's and scikit-learn's published outputs (tests/data)."""
 from __future__ import annotations
 
 import json
