@@ -637,7 +637,12 @@ def main() -> None:
     atexit.register(shutil.rmtree, examples, ignore_errors=True)
     demo = build_app(models, examples_dir=examples)
     demo.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=CONCURRENCY_LIMIT)
-    demo.launch(**launch_kwargs())
+    demo.launch(**launch_kwargs(), prevent_thread_lock=True)
+    which = ("phantom-trained demo models" if models.synthetic else
+             f"models {models.diagnoser.resolved.provenance}, {models.triager.resolved.provenance}")
+    print(f"as-ai Space ready on {demo.local_url} ({which}; research use only, not for clinical use). "
+          "Ctrl+C stops it.", flush=True)
+    demo.block_thread()
 
 
 if __name__ == "__main__":
