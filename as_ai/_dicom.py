@@ -310,6 +310,7 @@ def _read_dicom(data: bytes, limits: Limits) -> tuple[np.ndarray, dict[str, Any]
         "transfer_syntax": str(syntax.name) if syntax is not None else None,
         "voi": voi,
         "exif_rotated": False,
+        "bits_stored": _int_attr(ds, "BitsStored", None) if "BitsStored" in ds else None,
         "warnings": warnings,
     }
     return np.ascontiguousarray(pixels, dtype=np.float32), meta

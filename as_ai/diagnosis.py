@@ -12,7 +12,7 @@ provenance.
 (mean or AUC-weighted mean) member probability mapped through the calibration.
 
 Inference path (what makes it fast): images are decoded once, on worker threads one batch ahead of the
-model (PIL releases the GIL), batched and preprocessed on tensors (:func:`as_ai.imaging.to_model_input`,
+model (PIL releases the GIL), batched and preprocessed on tensors (:func:`as_ai.transforms.to_model_input`,
 no per-image PIL), members that share an input size share one preprocessed batch, all members run in one
 ``Ensemble`` call under ``torch.inference_mode`` on channels-last tensors, and the photo-quality checks
 run on the worker threads during the forward pass. Torch's own thread count is left as the user set it
@@ -21,7 +21,6 @@ run on the worker threads during the forward pass. Torch's own thread count is l
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,8 +35,10 @@ from ._repo_io import (FORMAT_VERSION, MEMBER_CONFIG, WEIGHTS_NAME, check_member
                        member_config, save_member, write_config)
 from .ensemble import Calibration, Ensemble, combine_weights
 from .errors import ModelLoadError
-from .imaging import Preprocess, Radiograph, load_radiograph, to_model_input
+from .exposure import ExposureCheck, check_exposure
+from .imaging import Radiograph, load_radiograph
 from .quality import InputCheck, InputGate, build_check, check_photo, may_be_camera_picture, no_gate_warning
+from .transforms import Preprocess, photo_stretch_from_config, photo_view, scaled_for_size, to_model_input
 
 LABELS = ("non-AS", "AS")
 EXPLAIN_METHODS = ("gradcam", "lime")
@@ -62,6 +63,8 @@ class Diagnosis:
         check: the :class:`~as_ai.quality.InputCheck` of the image.
         explanation: an ``as_ai.explain`` explanation when asked for, else None.
         model: provenance of the model ("org/name@<commit>" or "<path>@<content hash>").
+        image: how the image was read (``Radiograph.to_dict()``: format, size, bits stored and whether
+            inferred, photometric interpretation, the loader's warnings); never patient identifiers.
 
     Example:
         >>> from as_ai.quality import InputCheck
@@ -78,6 +81,7 @@ class Diagnosis:
     check: InputCheck
     explanation: Any = None
     model: str = ""
+    image: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def finding(self) -> str:
@@ -107,6 +111,7 @@ class Diagnosis:
             "spread": float(self.spread),
             "check": self.check.to_dict(),
             "explanation": expl,
+            "image": dict(self.image),
             "model": self.model,
         }
 
@@ -167,8 +172,8 @@ class Diagnoser:
         self.provenance = provenance
         self.resolved: hub.ResolvedModel | None = None  # set by from_pretrained
         self._pool: ThreadPoolExecutor | None = None     # decoding and photo checks overlap the forward pass
-        self._preprocess_by_size = {s: _scaled(preprocess, s) for s in self.ensemble.sizes}
-        _photo_stretch(self.config.get("photo_input"))  # a bad entry fails here, at load
+        self._preprocess_by_size = {s: scaled_for_size(preprocess, s) for s in self.ensemble.sizes}
+        photo_stretch_from_config(self.config.get("photo_input"))  # a bad entry fails here, at load
 
     # ---------------------------------------------------------------------------------------- loading
     @classmethod
@@ -253,7 +258,7 @@ class Diagnoser:
         for i, name in enumerate(self.ensemble.names):
             module = self.ensemble.members[f"m{i}"]
             size = self.ensemble.input_sizes[name]
-            ps = _scaled(p, size)
+            ps = scaled_for_size(p, size)
             mcfg = member_config(module, arch=self.archs[name], input_size=size, mean=p.mean, std=p.std,
                                  crop_pct=ps.crop / ps.resize_short, label_names=LABELS)
             rel = f"members/{name}"
@@ -300,7 +305,7 @@ class Diagnoser:
     def photo_stretch(self) -> tuple[float, float] | None:
         """Percentiles of a photo of a screen mapped to 0 and 1 before reading (``as_ai.json["photo_input"]``),
         or None: photos are read as they are."""
-        return _photo_stretch(self.config.get("photo_input"))
+        return photo_stretch_from_config(self.config.get("photo_input"))
 
     @property
     def photo_caution(self) -> str:
@@ -349,10 +354,24 @@ class Diagnoser:
             return rgs
         out = []
         for i, rg in enumerate(rgs):
+            if "contrast_stretched" in rg.meta:  # already the model's view
+                out.append(rg)
+                continue
             photo = photos[i] if photos is not None else (
                 _image_checks(rg, False)[0] if may_be_camera_picture(rg.meta) else None)
-            out.append(_stretched(rg, self.photo_stretch) if photo is not None and photo.is_photo else rg)
+            out.append(photo_view(rg, self.photo_stretch, photo is not None and photo.is_photo))
         return out
+
+    def set_preprocess(self, preprocess: Preprocess) -> None:
+        """Read images with ``preprocess`` from now on (every member size scaled from it); for tools that
+        re-fit a model's view, such as ``python -m train.intensity``."""
+        self.preprocess = preprocess
+        self._preprocess_by_size = {s: scaled_for_size(preprocess, s) for s in self.ensemble.sizes}
+
+    @property
+    def preprocess_by_size(self) -> dict[int, Preprocess]:
+        """The view each member input size reads (``preprocess`` scaled to that size): what explanations use."""
+        return dict(self._preprocess_by_size)
 
     def model_input(self, images: Sequence[Radiograph | np.ndarray]) -> dict[int, torch.Tensor]:
         """Preprocess radiographs into one channels-last batch per member input size (size -> N×3×s×s)."""
@@ -498,7 +517,8 @@ class Diagnoser:
 
     def _diagnose_loaded(self, rgs: Sequence[Radiograph]) -> list[Diagnosis]:
         image_part = self.gate is not None and "image" in self.gate.parts
-        jobs = [self._executor().submit(_image_checks, rg, image_part) for rg in rgs]  # during the forward pass
+        jobs = [self._executor().submit(_image_checks, rg, image_part, self.preprocess)  # during the forward pass
+                for rg in rgs]
         views = rgs
         if self.photo_stretch is not None and any(may_be_camera_picture(rg.meta) for rg in rgs):
             views = self.model_views(rgs, [j.result()[0] for j in jobs])  # a photo is read stretched: check first
@@ -506,19 +526,19 @@ class Diagnoser:
         out = []
         for i, (rg, p, mp) in enumerate(zip(rgs, probs, member_probs)):
             named = {n: float(v) for n, v in zip(self.ensemble.names, mp)}
-            photo, descriptor = jobs[i].result()
+            photo, descriptor, exposure = jobs[i].result()
             notes = list(rg.warnings) + ([self.photo_caution] if photo is not None and photo.is_photo else [])
             if photo is not None and "blur" in photo.issues and self.softness_caution:
                 notes.append(self.softness_caution)
             check = build_check(gate=self.gate, features=None if feats is None else feats[i],
                                 photo=photo, member_probs=named, threshold=self.threshold,
-                                extra_reasons=notes, pixels=rg.pixels, descriptor=descriptor)
+                                extra_reasons=notes, pixels=rg.pixels, descriptor=descriptor, exposure=exposure)
             label = INDETERMINATE if not check.in_distribution else ("AS" if p >= self.threshold else "non-AS")
             out.append(Diagnosis(
                 probability=float(p), label=label, threshold=self.threshold,
                 members=named,
                 spread=float(np.std(mp)) if len(mp) > 1 else 0.0, check=check, explanation=None,
-                model=self.provenance))
+                model=self.provenance, image=rg.to_dict()))
         return out
 
     def __repr__(self) -> str:
@@ -572,46 +592,19 @@ def _explainer(method: str | None) -> Any:
     return explain_fn
 
 
-def _image_checks(rg: Radiograph, descriptor: bool) -> tuple[Any, np.ndarray | None]:
-    """The photo check and (if asked) the gate's image descriptor, from one shared shrunk view."""
+def _image_checks(rg: Radiograph, descriptor: bool, preprocess: Preprocess | None = None
+                  ) -> tuple[Any, np.ndarray | None, ExposureCheck]:
+    """The photo check, (if asked) the gate's image descriptor and the exposure check, from one shrunk view.
+
+    A photo of a screen gets no mid-tone check: its grey scale is the screen's and the camera's, and the
+    photo check names what to fix.
+    """
     from ._gate import image_descriptor
 
     view = rg.work_view
     photo = check_photo(view, meta=rg.meta, original_shape=rg.shape)
-    return photo, (image_descriptor(view) if descriptor else None)
-
-
-def _photo_stretch(entry: Any) -> tuple[float, float] | None:
-    """``as_ai.json["photo_input"]`` -> the contrast-stretch percentiles for photos, or None (read as they are)."""
-    if not entry:
-        return None
-    pct = entry.get("contrast_stretch") if isinstance(entry, Mapping) else None
-    if pct is None:
-        return None
-    try:
-        lo, hi = (float(v) for v in pct)
-    except (TypeError, ValueError):
-        raise ValueError(f"photo_input.contrast_stretch must be two percentiles [low, high], got {pct!r}") from None
-    if not 0.0 <= lo < hi <= 100.0:
-        raise ValueError(f"photo_input.contrast_stretch must satisfy 0 <= low < high <= 100, got {pct!r}")
-    return lo, hi
-
-
-def _stretched(rg: Radiograph, pct: tuple[float, float]) -> Radiograph:
-    """``rg`` with its ``pct`` percentiles (measured on the shrunk view) mapped to 0 and 1."""
-    lo, hi = np.percentile(rg.work_view, pct)
-    if hi - lo < 1e-3:  # flat: nothing to stretch
-        return rg
-    px = np.clip((rg.pixels - np.float32(lo)) / np.float32(hi - lo), 0.0, 1.0).astype(np.float32)
-    return Radiograph(px, {**rg.meta, "warnings": list(rg.warnings), "contrast_stretched": [float(lo), float(hi)]})
-
-
-def _scaled(p: Preprocess, size: int) -> Preprocess:
-    """``p`` with its eval crop set to ``size`` and the resize and input blur scaled in proportion."""
-    if size == p.crop:
-        return p
-    resize = max(size, int(math.floor(p.resize_short * size / p.crop + 0.5)))
-    return dataclasses.replace(p, crop=size, resize_short=resize, blur_sigma=min(5.0, p.blur_sigma * size / p.crop))
+    exposure = check_exposure(view, pixels=rg.pixels, preprocess=None if photo.is_photo else preprocess)
+    return photo, (image_descriptor(view) if descriptor else None), exposure
 
 
 def _chunks(items: Sequence[Any], n: int) -> Iterable[Sequence[Any]]:

@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 
 from . import _gradcam, _lime
-from .imaging import Preprocess, Radiograph, load_radiograph
+from .imaging import Radiograph, load_radiograph
+from .transforms import Preprocess, crop_box, model_grey, normalise, resized_size, to_input_grid  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .diagnosis import Diagnoser
@@ -111,45 +112,17 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-# ------------------------------------------------------------------------------------- geometry helpers
-def resized_size(h: int, w: int, short: int) -> tuple[int, int]:
-    """Size after torchvision's ``Resize(short)`` (short edge to ``short``, long edge truncated)."""
-    if h <= w:
-        return short, int(short * w / h)
-    return int(short * h / w), short
-
-
-def crop_box(h: int, w: int, p: Preprocess) -> tuple[int, int, int, int]:
-    """(top, left, resized_h, resized_w) of ``p``'s centre crop on its resized grid, as torchvision."""
-    rh, rw = resized_size(h, w, p.resize_short)
-    return int(round((rh - p.crop) / 2.0)), int(round((rw - p.crop) / 2.0)), rh, rw
-
-
-def to_input_grid(m: np.ndarray | torch.Tensor, shape: tuple[int, int], p: Preprocess, *,
-                  mode: str = "bilinear", fill: float = 0.0) -> np.ndarray:
-    """Map a map on the model's crop grid (crop x crop) back to the input image's grid ``shape``.
-
-    Undoes the centre crop (outside the crop: ``fill``) and the resize (``mode``: "bilinear" for
-    heatmaps, "nearest" for labels).
-    """
-    t = torch.as_tensor(np.asarray(m, dtype=np.float32))
-    if t.shape[-2:] != (p.crop, p.crop):
-        t = F.interpolate(t[None, None], size=(p.crop, p.crop), mode="bilinear", align_corners=False)[0, 0]
-    h, w = shape
-    top, left, rh, rw = crop_box(h, w, p)
-    canvas = torch.full((rh, rw), float(fill), dtype=torch.float32)
-    canvas[top:top + p.crop, left:left + p.crop] = t
-    kw = {"align_corners": False} if mode == "bilinear" else {}
-    out = F.interpolate(canvas[None, None], size=(h, w), mode=mode, **kw)[0, 0]
-    return out.numpy()
-
-
+# ------------------------------------------------------------------------------------------- the view
 def _view(diagnoser: "Diagnoser") -> tuple[list[tuple[str, torch.nn.Module, float, int]], dict[int, Preprocess]]:
     """Members as (name, module, weight, input size) and the preprocessing of each input size."""
     ens = diagnoser.ensemble
     members = [(name, module, float(w), ens.input_sizes[name]) for name, module, w in ens.items()]
-    by_size = getattr(diagnoser, "_preprocess_by_size", None) or {s: diagnoser.preprocess for s in ens.sizes}
-    return members, dict(by_size)
+    return members, diagnoser.preprocess_by_size
+
+
+def _read(diagnoser: "Diagnoser", image: Any) -> Radiograph:
+    """The image as the members read it (``Diagnoser.model_views``: a photo stretched when the model says so)."""
+    return diagnoser.model_views([load_radiograph(image)])[0]
 
 
 # --------------------------------------------------------------------------------------------- Grad-CAM
@@ -169,7 +142,7 @@ def gradcam(diagnoser: "Diagnoser", image: Any) -> Explanation:
         (1.0, ['mnv3_a', 'mnv3_b'])
     """
     t0 = time.perf_counter()
-    rg = load_radiograph(image)
+    rg = _read(diagnoser, image)
     members, by_size = _view(diagnoser)
     x = diagnoser.model_input([rg])
     big = max(by_size)
@@ -213,14 +186,9 @@ class _LimeSetup:
 
 def _model_view(diagnoser: "Diagnoser", rg: Radiograph) -> tuple[np.ndarray, Preprocess]:
     """The grey crop (before normalisation) that the members with the largest input see."""
-    from torchvision.transforms.v2 import functional as TF
-
     _, by_size = _view(diagnoser)
     p = by_size[max(by_size)]
-    t = torch.from_numpy(np.array(rg.pixels))[None, None]
-    t = TF.resize(t, [p.resize_short], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
-    t = TF.center_crop(t, [p.crop, p.crop])
-    return t[0, 0].numpy(), p
+    return model_grey(rg, p)[0].numpy(), p
 
 
 def _grid_fn(diagnoser: "Diagnoser", crop: int):
@@ -240,14 +208,10 @@ def _grid_fn(diagnoser: "Diagnoser", crop: int):
 def _predict_fn(diagnoser: "Diagnoser"):
     """Grey grids {size: (B, s, s)} in [0, 1] -> (B, 2) [P(non-AS), P(AS)], calibrated."""
     _, by_size = _view(diagnoser)
-    stats = {s: (torch.tensor(p.mean).view(1, 3, 1, 1), torch.tensor(p.std).view(1, 3, 1, 1))
-             for s, p in by_size.items()}
 
     def predict(grids: Mapping[int, torch.Tensor]) -> np.ndarray:
-        x = {}
-        for s, g in grids.items():
-            mean, std = stats[s]
-            x[s] = ((g[:, None].expand(-1, 3, -1, -1) - mean) / std).contiguous(memory_format=torch.channels_last)
+        x = {s: normalise(g[:, None], by_size[s]).contiguous(memory_format=torch.channels_last)
+             for s, g in grids.items()}
         with torch.inference_mode():
             p = diagnoser.predict_tensor(x)[0].double().numpy()
         return np.stack([1.0 - p, p], axis=1)
@@ -256,7 +220,7 @@ def _predict_fn(diagnoser: "Diagnoser"):
 
 
 def _lime_setup(diagnoser: "Diagnoser", image: Any, *, n_segments: int) -> _LimeSetup:
-    rg = load_radiograph(image)
+    rg = _read(diagnoser, image)
     view, p = _model_view(diagnoser, rg)
     segments = _lime.segment_radiograph(view, n_segments=n_segments)
     predictor = _lime.MaskPredictor(view, segments, to_model_grid=_grid_fn(diagnoser, p.crop),
@@ -331,8 +295,7 @@ def superpixel_features(diagnoser: "Diagnoser", view: np.ndarray, segments: np.n
     try:
         grids = _grid_fn(diagnoser, view.shape[0])(torch.from_numpy(np.ascontiguousarray(view))[None])
         p = by_size[size]
-        g = grids[size][:, None].expand(-1, 3, -1, -1)
-        x = (g - torch.tensor(p.mean).view(1, 3, 1, 1)) / torch.tensor(p.std).view(1, 3, 1, 1)
+        x = normalise(grids[size][:, None], p)
         with torch.inference_mode():
             module.forward_features(x.to(diagnoser.device))
     finally:

@@ -11,44 +11,42 @@ Conventions (what every reader below does):
   channels actually differed;
 - transparency is composited on **black**: in a radiograph black is air (no attenuation), so a
   transparent pixel carries no signal; a warning is recorded when any pixel was not opaque;
-- integer images scale by their type's range (uint8 / 255, uint16 / 65535; 16-bit PNG/TIFF keep their
-  depth); float images already in [0, 1] are kept; any other range (float outside [0, 1], signed or
-  32/64-bit integers) is min-max scaled with a warning; NaN / inf are refused;
+- integer images scale by their stored bit depth: uint8 / 255; 16-bit data (uint16 arrays, any integer
+  array within 0-65535, 16-bit PNG/TIFF) by the smallest of 8/10/12/14/16 bits that holds its maximum,
+  as DICOM's BitsStored would say (a 12-bit detector's 0-4095 is not read 16x too dark), unless the
+  caller says ``bits_stored=``; what was inferred is in ``meta["bits_stored"]`` and the warnings. Float
+  images already in [0, 1] are kept; any other range (float outside [0, 1], negative or wider integers)
+  is min-max scaled with a warning; NaN / inf are refused;
+- arrays and raster files are MONOCHROME2 (bone bright) unless the caller says ``photometric=
+  "MONOCHROME1"``, which inverts them; a DICOM file's own PhotometricInterpretation always applies;
 - EXIF orientation (phone photos) is applied; ``meta["original_size"]`` is the size stored in the
   file, before that rotation;
 - an image with one value everywhere is kept, with the warning ``"constant image ..."``.
 
-The transforms reproduce the reference study: eval = short edge 256, centre crop 224, normalise;
-train = short edge 512, random 224 crop, random rotation, horizontal and vertical flips. The
-parameters live in :class:`Preprocess`, which a model repo stores in ``as_ai.json["preprocess"]``.
+What a model makes of a Radiograph (resize, crop, intensity standardisation, normalisation) is
+:mod:`as_ai.transforms`.
 """
 from __future__ import annotations
 
 import io
-import math
 import os
 import warnings as _warnings
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from . import _dicom
 from ._limits import Limits
-from .errors import InvalidImageError, ModelLoadError
+from .errors import InvalidImageError
 
-if TYPE_CHECKING:  # torch is imported on first use of a transform, so loading images stays light
+if TYPE_CHECKING:  # torch is imported on first use (Radiograph.to_tensor), so loading images stays light
     import torch
 
-__all__ = [
-    "Radiograph", "load_radiograph", "Preprocess", "eval_transform", "train_transform", "to_model_input",
-    "IMAGENET_MEAN", "IMAGENET_STD",
-]
+__all__ = ["Radiograph", "load_radiograph"]
 
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 _LUMA = (0.299, 0.587, 0.114)
 
 # Magic bytes -> our format name, and the Pillow plugin allowed to open it.
@@ -154,7 +152,12 @@ def _jsonable(value: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------------------------- sources
-def load_radiograph(src: Any, *, max_bytes: int = 200_000_000, max_pixels: int = 100_000_000,
+BIT_DEPTHS = (8, 10, 12, 14, 16)  # what a detector stores; the smallest that holds the maximum is inferred
+PHOTOMETRIC = ("MONOCHROME1", "MONOCHROME2")
+
+
+def load_radiograph(src: Any, *, bits_stored: int | None = None, photometric: str | None = None,
+                    max_bytes: int = 200_000_000, max_pixels: int = 100_000_000,
                     min_size: int = 64) -> Radiograph:
     """Load an image as a :class:`Radiograph` (float32 grey in [0, 1], bone bright), safely.
 
@@ -166,11 +169,17 @@ def load_radiograph(src: Any, *, max_bytes: int = 200_000_000, max_pixels: int =
     decoding: ``max_bytes`` for the encoded input, ``max_pixels`` for what the header claims,
     ``min_size`` for the shortest edge.
 
+    ``bits_stored`` (1-16) says how many bits of an integer image hold data, as DICOM's BitsStored: a
+    12-bit image in a uint16 array is ``bits_stored=12``. Without it the depth is inferred from the maximum
+    (see the module's rules). ``photometric="MONOCHROME1"`` says an array or raster file stores bone dark
+    (it is inverted); DICOM files carry their own.
+
     Raises:
         InvalidImageError: with ``reason`` one of ``not_found``, ``unreadable``, ``empty``,
             ``unsupported_format``, ``corrupt``, ``too_large``, ``too_small``, ``multi_frame``,
             ``no_pixel_data``, ``bad_array``. Nothing else escapes from decoding libraries.
-        ValueError: a limit argument is not a positive int.
+        ValueError: a limit argument is not a positive int, ``bits_stored`` is not 1-16 or
+            ``photometric`` not one of ``PHOTOMETRIC``, or either is given for a DICOM file.
 
     Example:
         >>> import numpy as np
@@ -180,16 +189,22 @@ def load_radiograph(src: Any, *, max_bytes: int = 200_000_000, max_pixels: int =
     """
     if isinstance(src, Radiograph):
         return src
+    if bits_stored is not None and (isinstance(bits_stored, bool) or not isinstance(bits_stored, (int, np.integer))
+                                    or not 1 <= int(bits_stored) <= 16):
+        raise ValueError(f"bits_stored must be an integer from 1 to 16 (DICOM BitsStored), got {bits_stored!r}")
+    if photometric is not None and photometric not in PHOTOMETRIC:
+        raise ValueError(f"photometric must be one of {PHOTOMETRIC}, got {photometric!r}")
+    reading = _Reading(None if bits_stored is None else int(bits_stored), photometric)
     limits = Limits(max_bytes=max_bytes, max_pixels=max_pixels, min_size=min_size)
     library_warnings: list[str] = []
     try:
         with _collect_warnings(library_warnings):
             if isinstance(src, np.ndarray):
-                pixels, meta = _from_array(src, limits)
+                pixels, meta = _from_array(src, limits, reading)
             elif isinstance(src, Image.Image):
-                pixels, meta = _from_pil(src, limits, source_format=(src.format or "pil").lower())
+                pixels, meta = _from_pil(src, limits, reading, source_format=(src.format or "pil").lower())
             else:
-                pixels, meta = _from_bytes(_read_source(src, limits), limits)
+                pixels, meta = _from_bytes(_read_source(src, limits), limits, reading)
     except InvalidImageError:
         raise
     except MemoryError as exc:
@@ -200,6 +215,46 @@ def load_radiograph(src: Any, *, max_bytes: int = 200_000_000, max_pixels: int =
                                 "not an image. Re-export it.", reason="corrupt") from exc
     meta["warnings"].extend(w for w in library_warnings if w not in meta["warnings"])
     return _finish(pixels, meta)
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """What the caller said about the stored values (``load_radiograph``'s ``bits_stored`` / ``photometric``)."""
+
+    bits_stored: int | None = None
+    photometric: str | None = None
+
+
+def _stored_bits(values: np.ndarray, reading: _Reading, container: int, warnings: list[str]) -> int:
+    """The bits that hold data in integer ``values``: the caller's, else the smallest of BIT_DEPTHS holding the max."""
+    top = int(values.max()) if values.size else 0
+    if reading.bits_stored is not None:
+        if top > 2 ** reading.bits_stored - 1:
+            raise InvalidImageError(
+                f"bits_stored={reading.bits_stored} allows values up to {2 ** reading.bits_stored - 1}, but the "
+                f"image holds {top}; pass the detector's real bit depth (DICOM BitsStored) or leave it out.",
+                reason="bad_array")
+        return reading.bits_stored
+    bits = next(b for b in BIT_DEPTHS if top <= 2 ** b - 1)
+    bits = min(bits, container) if container >= 8 else bits
+    if bits < container:
+        warnings.append(f"{container}-bit values up to {top} read as {bits}-bit (bits stored inferred from the "
+                        f"maximum, as DICOM BitsStored; pass bits_stored= if the detector stores more)")
+    return bits
+
+
+def _photometric(pixels: np.ndarray, meta: dict[str, Any], reading: _Reading) -> np.ndarray:
+    """Apply the caller's ``photometric``: MONOCHROME1 (bone dark) is inverted, and that is recorded."""
+    if reading.photometric is None:
+        return pixels
+    if meta["photometric_interpretation"] not in PHOTOMETRIC:
+        raise InvalidImageError(f"photometric={reading.photometric!r} is for grey images; this one is "
+                                f"{meta['photometric_interpretation']}.", reason="bad_array")
+    meta["photometric_interpretation"] = reading.photometric
+    if reading.photometric == "MONOCHROME1":
+        meta["warnings"].append("MONOCHROME1 (as the caller said): inverted so that bone is bright")
+        return (1.0 - pixels).astype(np.float32)
+    return pixels
 
 
 @contextmanager
@@ -300,9 +355,12 @@ def _sniff(head: bytes) -> str:
         "DICOM or PNG (lossless) and try again.", reason="unsupported_format")
 
 
-def _from_bytes(data: bytes, limits: Limits) -> tuple[np.ndarray, dict[str, Any]]:
+def _from_bytes(data: bytes, limits: Limits, reading: _Reading) -> tuple[np.ndarray, dict[str, Any]]:
     fmt = _sniff(data[:1024])
     if fmt == "dicom":
+        if reading != _Reading():
+            raise ValueError("bits_stored= and photometric= are for arrays and raster images; a DICOM file's own "
+                             "BitsStored and PhotometricInterpretation are used. Leave them out.")
         return _dicom.read_dicom(data, limits)
     try:  # lazy: reads the header only; the size it claims is checked in _from_pil before load()
         im = Image.open(io.BytesIO(data), formats=[_RASTER_PLUGINS[fmt]])
@@ -316,7 +374,7 @@ def _from_bytes(data: bytes, limits: Limits) -> tuple[np.ndarray, dict[str, Any]
         raise InvalidImageError(f"The {fmt.upper()} file cannot be read ({type(exc).__name__}: {exc}); "
                                 "it is damaged or truncated. Re-export the image.", reason="corrupt") from exc
     with im:
-        return _from_pil(im, limits, source_format=fmt)
+        return _from_pil(im, limits, reading, source_format=fmt)
 
 
 # ------------------------------------------------------------------------------------------------ raster
@@ -329,7 +387,8 @@ def _exif_orientation(im: Image.Image, warnings: list[str]) -> int:
     return value if 1 <= value <= 8 else 1
 
 
-def _from_pil(im: Image.Image, limits: Limits, *, source_format: str) -> tuple[np.ndarray, dict[str, Any]]:
+def _from_pil(im: Image.Image, limits: Limits, reading: _Reading, *, source_format: str
+              ) -> tuple[np.ndarray, dict[str, Any]]:
     """Decode a (possibly lazily opened) PIL image after checking the size its header claims."""
     warnings: list[str] = []
     width, height = im.size
@@ -355,7 +414,8 @@ def _from_pil(im: Image.Image, limits: Limits, *, source_format: str) -> tuple[n
         raise InvalidImageError(
             f"The {source_format.upper()} image cannot be decoded ({type(exc).__name__}: {exc}); it is damaged "
             "or truncated. Re-export the image.", reason="corrupt") from exc
-    pixels = _to_unit_grey(values, alpha, warnings)
+    stored = _stored_bits(values, reading, bit_depth, warnings) if values.dtype.kind == "u" else None
+    pixels = _to_unit_grey(values, alpha, warnings, bits=stored)
     meta = {
         "source_format": source_format,
         "original_size": (height, width),
@@ -364,9 +424,10 @@ def _from_pil(im: Image.Image, limits: Limits, *, source_format: str) -> tuple[n
         "pixel_spacing_mm": None,
         "modality": None, "body_part": None, "view": None,
         "exif_rotated": orientation != 1,
+        "bits_stored": stored,
         "warnings": warnings,
     }
-    return pixels, meta
+    return _photometric(pixels, meta, reading), meta
 
 
 def _pil_values(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None, int, str]:
@@ -412,7 +473,7 @@ def _pil_values(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None, int, st
 
 
 # ------------------------------------------------------------------------------------------------ arrays
-def _from_array(arr: np.ndarray, limits: Limits) -> tuple[np.ndarray, dict[str, Any]]:
+def _from_array(arr: np.ndarray, limits: Limits, reading: _Reading) -> tuple[np.ndarray, dict[str, Any]]:
     """Validate an ndarray (H×W or H×W×C) and split off alpha; scaling follows the module rules."""
     kind = arr.dtype.kind
     if kind not in "uif":
@@ -437,7 +498,17 @@ def _from_array(arr: np.ndarray, limits: Limits) -> tuple[np.ndarray, dict[str, 
         raise InvalidImageError("Image array contains NaN or infinite values; replace them "
                                 "(e.g. np.nan_to_num) before loading.", reason="bad_array")
     warnings: list[str] = []
-    pixels = _to_unit_grey(values, alpha, warnings)
+    stored = None
+    if kind in "ui" and values.size and int(values.min()) >= 0 and int(values.max()) <= 65535:
+        if kind == "i" or values.dtype.itemsize > 2:  # non-negative 16-bit data in a wider or signed container
+            values = values.astype(np.uint16)
+        stored = _stored_bits(values, reading, int(values.dtype.itemsize * 8), warnings)
+    elif reading.bits_stored is not None:
+        raise InvalidImageError(f"bits_stored= is for integer images with values in 0-65535; this array is "
+                                f"{arr.dtype}" + (f" with values in [{values.min()}, {values.max()}]" if values.size
+                                                  and kind in "uif" else "") + ". Leave bits_stored out.",
+                                reason="bad_array")
+    pixels = _to_unit_grey(values, alpha, warnings, bits=stored)
     meta = {
         "source_format": "array",
         "original_size": (int(arr.shape[0]), int(arr.shape[1])),
@@ -446,9 +517,10 @@ def _from_array(arr: np.ndarray, limits: Limits) -> tuple[np.ndarray, dict[str, 
         "pixel_spacing_mm": None,
         "modality": None, "body_part": None, "view": None,
         "exif_rotated": False,
+        "bits_stored": stored,
         "warnings": warnings,
     }
-    return pixels, meta
+    return _photometric(pixels, meta, reading), meta
 
 
 def _alpha_unit(alpha: np.ndarray) -> np.ndarray:
@@ -464,21 +536,26 @@ def _alpha_unit(alpha: np.ndarray) -> np.ndarray:
         + ". Drop it (arr[..., :3]) or rescale it.", reason="bad_array")
 
 
-def _to_unit_grey(values: np.ndarray, alpha: np.ndarray | None, warnings: list[str]) -> np.ndarray:
-    """Values (H×W or H×W×3, any int/float dtype) -> float32 H×W in [0, 1] by the module's rules."""
+def _to_unit_grey(values: np.ndarray, alpha: np.ndarray | None, warnings: list[str], *,
+                  bits: int | None = None) -> np.ndarray:
+    """Values (H×W or H×W×3, any int/float dtype) -> float32 H×W in [0, 1] by the module's rules.
+
+    ``bits``: the stored bit depth of unsigned values (their full scale is ``2**bits - 1``); default the dtype's.
+    """
     dtype = values.dtype
     wide = dtype.itemsize > 2 and not (dtype == np.float32)
     work = np.float64 if wide else np.float32
     unsigned = dtype in (np.uint8, np.uint16)
+    full_scale = (2 ** bits - 1) if bits is not None else (np.iinfo(dtype).max if unsigned else 1)
     if values.ndim == 3:
         r, g, b = (values[..., i] for i in range(3))
         if not (np.array_equal(r, g) and np.array_equal(g, b)):
             warnings.append("colour image converted to grey (ITU-R BT.601 luma)")
         grey = r.astype(work) * _LUMA[0] + g.astype(work) * _LUMA[1] + b.astype(work) * _LUMA[2]
         if unsigned:
-            grey /= np.iinfo(dtype).max
+            grey /= full_scale
     elif unsigned:  # grey 8/16-bit, the common case: one pass, and already within [0, 1]
-        grey = np.divide(values, np.float32(np.iinfo(dtype).max), dtype=np.float32)
+        grey = np.divide(values, np.float32(full_scale), dtype=np.float32)
         if alpha is None:
             return grey
     else:
@@ -509,231 +586,15 @@ def _finish(pixels: np.ndarray, meta: dict[str, Any]) -> Radiograph:
     return Radiograph(pixels=pixels, meta=meta)
 
 
-# -------------------------------------------------------------------------------------------- transforms
-@dataclass(frozen=True)
-class Preprocess:
-    """How a model wants its input: eval resize / crop, normalisation, and the train augmentation.
-
-    Defaults reproduce the reference study (eval: short edge 256, centre crop 224; train: short edge 512,
-    random 224 crop, rotation ±10°, horizontal and vertical flips p=0.5; ImageNet mean/std). A model repo
-    stores ``to_dict()`` in ``as_ai.json["preprocess"]`` so inference cannot drift from training.
-
-    ``blur_sigma`` (not in the study; default 0 = off) softens every input, in training and inference alike,
-    by a Gaussian of that many pixels of the crop (:func:`soften_input`). Images from a sharp and a soft
-    detector then differ less, so a model cannot take the detector's sharpness for blurred joint margins.
-
-    Raises:
-        ValueError: a parameter is out of range (crop larger than the resize, std <= 0, p not in [0, 1]).
-
-    Example:
-        >>> p = Preprocess.from_dict({"resize_short": 256, "crop": 224})
-        >>> p.crop, Preprocess.from_dict(p.to_dict()) == p
-        (224, True)
-    """
-
-    resize_short: int = 256
-    crop: int = 224
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    train_resize_short: int = 512
-    train_crop: int = 224
-    rotation_degrees: float = 10.0
-    hflip: float = 0.5
-    vflip: float = 0.5
-    blur_sigma: float = 0.0  # Gaussian blur (px of the crop) of every input after the crop: sharpness harmonised
-
-    def __post_init__(self) -> None:
-        for name in ("resize_short", "crop", "train_resize_short", "train_crop"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"Preprocess.{name} must be a positive int, got {value!r}")
-        if self.crop > self.resize_short:
-            raise ValueError(f"Preprocess.crop ({self.crop}) must not exceed resize_short ({self.resize_short})")
-        if self.train_crop > self.train_resize_short:
-            raise ValueError(f"Preprocess.train_crop ({self.train_crop}) must not exceed train_resize_short "
-                             f"({self.train_resize_short})")
-        for name in ("mean", "std"):
-            value = getattr(self, name)
-            try:
-                triple = tuple(float(v) for v in value)
-            except (TypeError, ValueError):
-                triple = ()
-            if len(triple) != 3 or not all(math.isfinite(v) for v in triple):
-                raise ValueError(f"Preprocess.{name} must be three finite numbers (R, G, B), got {value!r}")
-            if name == "std" and min(triple) <= 0:
-                raise ValueError(f"Preprocess.std must be > 0, got {value!r}")
-            object.__setattr__(self, name, triple)
-        for name in ("rotation_degrees", "hflip", "vflip", "blur_sigma"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"Preprocess.{name} must be a finite number, got {value!r}")
-            object.__setattr__(self, name, float(value))
-        if not 0.0 <= self.rotation_degrees <= 180.0:
-            raise ValueError(f"Preprocess.rotation_degrees must be in [0, 180], got {self.rotation_degrees}")
-        for name in ("hflip", "vflip"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"Preprocess.{name} is a probability in [0, 1], got {getattr(self, name)}")
-        if not 0.0 <= self.blur_sigma <= 5.0:
-            raise ValueError(f"Preprocess.blur_sigma must be in [0, 5] pixels, got {self.blur_sigma}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable parameters (tuples as lists), as stored in ``as_ai.json``."""
-        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Preprocess":
-        """Build from ``as_ai.json["preprocess"]``; missing keys take the study's defaults.
-
-        Raises:
-            ModelLoadError: ``d`` is not a dict, has keys this version does not know (a model written by
-                a newer as-ai, or a typo), or values out of range.
-        """
-        if not isinstance(d, dict):
-            raise ModelLoadError(f"as_ai.json 'preprocess' must be an object, got {type(d).__name__}.")
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(d) - set(known))
-        if unknown:
-            raise ModelLoadError(
-                f"as_ai.json 'preprocess' has unknown keys {unknown}; known keys are {known}. The model may "
-                "need a newer as-ai (pip install -U as-ai), or the keys are misspelt.")
-        try:
-            return cls(**d)
-        except ValueError as exc:
-            raise ModelLoadError(f"as_ai.json 'preprocess' is invalid: {exc}.") from exc
+# ------------------------------------------------------------------------ moved to as_ai.transforms
+_MOVED = ("Preprocess", "eval_transform", "train_transform", "to_model_input", "soften_input",
+          "IMAGENET_MEAN", "IMAGENET_STD")
 
 
-def soften_input(x: "torch.Tensor", sigma: float) -> "torch.Tensor":
-    """Blur images (… × H × W tensors) by a Gaussian of ``sigma`` pixels; ``sigma`` 0 returns ``x`` itself.
+def __getattr__(name: str) -> Any:
+    """The model-input names that lived here before ``as_ai.transforms`` (imported lazily: no cycle)."""
+    if name in _MOVED:
+        from . import transforms
 
-    ``Preprocess.blur_sigma`` applies it to every model input after the crop. Normalisation is affine per
-    channel and the blur keeps constants, so it gives the same result before or after normalising.
-    """
-    import torch
-    from torchvision.transforms.v2 import functional as F
-
-    if sigma <= 0:
-        return x
-    k = 2 * int(math.ceil(3 * sigma)) + 1
-    return F.gaussian_blur(x.to(torch.float32), [k, k], [float(sigma), float(sigma)]).to(x.dtype)
-
-
-class _Soften:
-    """A transform step: :func:`soften_input` by ``sigma``."""
-
-    def __init__(self, sigma: float) -> None:
-        self.sigma = float(sigma)
-
-    def __call__(self, x: "torch.Tensor") -> "torch.Tensor":
-        return soften_input(x, self.sigma)
-
-    def __repr__(self) -> str:
-        return f"Soften(sigma={self.sigma})"
-
-
-class _GreyToRGB:
-    """1×H×W -> 3×H×W by repeating the channel (ImageNet backbones expect three)."""
-
-    def __call__(self, x: "torch.Tensor") -> "torch.Tensor":
-        if x.shape[-3] == 3:
-            return x
-        if x.shape[-3] != 1:
-            raise ValueError(f"expected 1 or 3 channels, got shape {tuple(x.shape)}")
-        return x.expand(*x.shape[:-3], 3, *x.shape[-2:])
-
-    def __repr__(self) -> str:
-        return "GreyToRGB()"
-
-
-def eval_transform(p: Preprocess) -> Any:
-    """The study's evaluation transform for one image (torchvision v2).
-
-    Input: a float tensor 1×H×W in [0, 1] (``rg.to_tensor()``). Output: 3×crop×crop:
-    short edge resized to ``p.resize_short`` (bilinear, antialiased), centre crop ``p.crop``, grey
-    repeated to 3 channels, normalised with ``p.mean`` / ``p.std``. For batches use :func:`to_model_input`.
-
-    Example:
-        >>> import torch
-        >>> eval_transform(Preprocess())(torch.rand(1, 300, 400)).shape
-        torch.Size([3, 224, 224])
-    """
-    from torchvision.transforms import v2
-
-    return v2.Compose([
-        v2.Resize(p.resize_short, interpolation=v2.InterpolationMode.BILINEAR, antialias=True),
-        v2.CenterCrop(p.crop),
-        *([_Soften(p.blur_sigma)] if p.blur_sigma > 0 else []),
-        _GreyToRGB(),
-        v2.Normalize(mean=list(p.mean), std=list(p.std)),
-    ])
-
-
-def train_transform(p: Preprocess) -> Any:
-    """The study's training augmentation (torchvision v2), random under ``torch.manual_seed``.
-
-    Short edge to ``p.train_resize_short``, random ``p.train_crop`` crop, random rotation within
-    ±``p.rotation_degrees`` (bilinear, corners filled black = air), horizontal and vertical flips with
-    probabilities ``p.hflip`` / ``p.vflip``, grey to 3 channels, normalise. Input as :func:`eval_transform`.
-
-    Example:
-        >>> import torch
-        >>> _ = torch.manual_seed(0)
-        >>> train_transform(Preprocess())(torch.rand(1, 600, 520)).shape
-        torch.Size([3, 224, 224])
-    """
-    from torchvision.transforms import v2
-
-    return v2.Compose([
-        v2.Resize(p.train_resize_short, interpolation=v2.InterpolationMode.BILINEAR, antialias=True),
-        v2.RandomCrop(p.train_crop),
-        v2.RandomRotation(p.rotation_degrees, interpolation=v2.InterpolationMode.BILINEAR, fill=0.0),
-        v2.RandomHorizontalFlip(p.hflip),
-        v2.RandomVerticalFlip(p.vflip),
-        *([_Soften(p.blur_sigma)] if p.blur_sigma > 0 else []),
-        _GreyToRGB(),
-        v2.Normalize(mean=list(p.mean), std=list(p.std)),
-    ])
-
-
-def _readonly_view(px: np.ndarray) -> "torch.Tensor":
-    """A tensor sharing ``px``'s memory, for reading only (DLPack exports read-only arrays; from_numpy warns)."""
-    import torch
-
-    try:
-        return torch.from_dlpack(px)
-    except (BufferError, RuntimeError, TypeError):  # an older numpy without read-only DLPack export
-        return torch.from_numpy(px.copy())
-
-
-def to_model_input(images: Sequence[Radiograph | np.ndarray], p: Preprocess) -> "torch.Tensor":
-    """Batch radiographs into the eval tensor N×3×crop×crop that the models take (what inference uses).
-
-    Equal (to float rounding) to stacking ``eval_transform(p)`` over the images: resize on tensors
-    (bilinear, antialiased) straight from the pixels without a copy or a PIL round trip, then grey to
-    3 channels and normalisation once for the batch. Arrays go through :func:`load_radiograph` first,
-    so they follow its rules and limits.
-
-    Raises:
-        InvalidImageError: an array is not a valid image (see :func:`load_radiograph`).
-
-    Example:
-        >>> import numpy as np
-        >>> to_model_input([np.zeros((300, 400), np.uint8), np.zeros((256, 256), np.uint8)], Preprocess()).shape
-        torch.Size([2, 3, 224, 224])
-    """
-    import torch
-    from torchvision.transforms.v2 import functional as F
-
-    if isinstance(images, (Radiograph, np.ndarray)):
-        raise TypeError("to_model_input takes a sequence of images; wrap a single one in a list: [image]")
-    radiographs = [load_radiograph(im) for im in images]
-    grey = torch.empty((len(radiographs), 1, p.crop, p.crop), dtype=torch.float32)
-    for i, rg in enumerate(radiographs):
-        # One image at a time: images differ in size, and a stacked resize is no faster on CPU (it only
-        # adds a copy). The input is a zero-copy view of the read-only pixels; resize writes new memory.
-        resized = F.resize(_readonly_view(rg.pixels)[None, None], [p.resize_short],
-                           interpolation=F.InterpolationMode.BILINEAR, antialias=True)
-        grey[i] = F.center_crop(resized, [p.crop, p.crop])
-    grey = soften_input(grey, p.blur_sigma)
-    mean = torch.tensor(p.mean, dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(p.std, dtype=torch.float32).view(1, 3, 1, 1)
-    return (grey.expand(-1, 3, -1, -1) - mean) / std  # grey to 3 channels and normalise, batched
+        return getattr(transforms, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -28,6 +28,7 @@ import numpy as np
 
 from . import _gate, _photo
 from ._gate import GATE_FILE, METHOD, PARTS, GateStats, fit_stats, image_descriptor, load_parts, save_parts
+from .exposure import ExposureCheck
 
 OOD_REASON = ("The image does not look like an AP pelvic radiograph of the kind the model was trained on "
               "(input-gate score {score:.2f}, limit {threshold:.2f}), so no diagnosis is given. Use a frontal "
@@ -72,7 +73,9 @@ class InputCheck:
     ``score`` is the gate's out-of-distribution score (None when no gate ran; the largest of its parts'
     distance / limit ratios, so above 1 = refused); ``threshold`` the gate's limit (1.0; None when no
     gate ran); ``reasons`` are
-    sentences for the user; ``photo`` is the photo-quality check (None when not run).
+    sentences for the user; ``photo`` is the photo-quality check (None when not run); ``exposure`` the
+    exposure check (:mod:`as_ai.exposure`: inverted, nearly constant, clipped, far too bright or dark; any
+    issue it finds refuses the image, None when not run).
     """
 
     in_distribution: bool = True
@@ -80,6 +83,7 @@ class InputCheck:
     reasons: list[str] = field(default_factory=list)
     photo: PhotoCheck | None = None
     threshold: float | None = None
+    exposure: ExposureCheck | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict."""
@@ -89,6 +93,7 @@ class InputCheck:
         d["threshold"] = None if self.threshold is None else float(self.threshold)
         d["reasons"] = [str(r) for r in self.reasons]
         d["photo"] = None if self.photo is None else self.photo.to_dict()
+        d["exposure"] = None if self.exposure is None else self.exposure.to_dict()
         return d
 
 
@@ -312,24 +317,29 @@ def _descriptors(pixels: Sequence[np.ndarray] | None, descriptors: np.ndarray | 
 def build_check(*, gate: InputGate | None, features: np.ndarray | None, photo: PhotoCheck | None,
                 member_probs: Mapping[str, float] | None = None, threshold: float = 0.5,
                 extra_reasons: list[str] | None = None, pixels: np.ndarray | None = None,
-                descriptor: np.ndarray | None = None) -> InputCheck:
+                descriptor: np.ndarray | None = None, exposure: ExposureCheck | None = None) -> InputCheck:
     """Assemble the :class:`InputCheck` of one image from the gate, the photo check and the spread.
 
     ``features`` are the image's penultimate features (D,), ``pixels`` its grey pixels (H, W) (the
     gate's image part needs them, or their ``descriptor`` when already computed), ``member_probs`` the
-    members' P(AS) and ``threshold`` the decision threshold (for the spread sentence).
+    members' P(AS) and ``threshold`` the decision threshold (for the spread sentence). An ``exposure``
+    check with issues refuses the image, its advice first among the reasons.
     """
     reasons = list(extra_reasons or [])
     ok, score = True, None
+    if exposure is not None and exposure.issues:
+        ok = False
+        reasons = list(exposure.advice) + reasons
     if gate is not None and (features is not None or pixels is not None or descriptor is not None):
-        ok, score, why = gate.check(features, pixels=pixels, descriptor=descriptor)
+        gate_ok, score, why = gate.check(features, pixels=pixels, descriptor=descriptor)
+        ok = ok and gate_ok
         reasons += why
     if photo is not None and photo.issues:
         reasons += photo.advice
     if ok and member_probs:
         reasons += spread_reasons(member_probs, threshold=threshold)
     return InputCheck(in_distribution=ok, score=score, reasons=reasons, photo=photo,
-                      threshold=None if gate is None else gate.threshold)
+                      threshold=None if gate is None else gate.threshold, exposure=exposure)
 
 
 def no_gate_warning(model: str) -> None:

@@ -375,7 +375,7 @@ def _stretching_copy(repo: Path, folder: Path) -> Diagnoser:
 
 
 def test_a_photo_is_read_contrast_stretched_when_the_model_says_so(repo, tmp_path, phone_photo, image):
-    from as_ai.diagnosis import _stretched
+    from as_ai.transforms import stretch_contrast as _stretched
 
     stretching = _stretching_copy(repo, tmp_path / "stretching")
     with warnings.catch_warnings():

@@ -205,8 +205,30 @@ def test_training_with_the_consistency_loss(run, tmp_path, capsys):
     assert saved["training"]["config"]["consistency"] == 1.0
 
 
+def test_training_with_intensity_standardisation_measures_its_reference_and_reads_alike(run, tmp_path, capsys):
+    from as_ai.imaging import load_radiograph
+
+    cfg = yaml.safe_load((run["root"] / "tiny.yaml").read_text())
+    cfg.update(archs=ARCHS[:1], top_k=1, final="best_fold", folds=2)
+    cfg["preprocess"] = {**cfg["preprocess"], "intensity": "window_gamma", "intensity_window": [10.0, 90.0]}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    assert train_diag.main(["--config", str(tmp_path / "c.yaml"), "--data", str(run["root"] / "data"),
+                            "--out", str(tmp_path / "run")]) == 0
+    assert "intensity window_gamma: reference (low, high, median)" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "run" / "model" / "as_ai.json").read_text())["preprocess"]
+    assert saved["intensity"] == "window_gamma" and saved["intensity_window"] == [10.0, 90.0]
+    lo, hi, mid = saved["intensity_reference"]
+    assert 0.0 <= lo < hi <= 1.0 and 0.0 < mid < 1.0
+    d = Diagnoser.from_pretrained(tmp_path / "run" / "model")
+    ext = run["root"] / "data" / "external"
+    name = sorted(p.name for p in ext.glob("*.png"))[0]
+    px = np.array(load_radiograph(ext / name).pixels)
+    a, b = d.predict_proba([px, np.clip(px * 0.5 + 0.1, 0, 1).astype(np.float32)])  # a darker, lifted export
+    assert abs(a - b) < 0.02
+
+
 def test_training_phone_photos_are_stretched_like_the_model_reads_them():
-    from as_ai.diagnosis import _stretched
+    from as_ai.transforms import stretch_contrast as _stretched
     from as_ai.imaging import load_radiograph
     from as_ai.synthetic import pelvis
     from as_ai.synthetic.phone import photograph

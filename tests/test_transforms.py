@@ -11,8 +11,8 @@ from PIL import Image
 
 from _imaging_samples import phantom
 from as_ai.errors import InvalidImageError, ModelLoadError
-from as_ai.imaging import (IMAGENET_MEAN, IMAGENET_STD, Preprocess, eval_transform, load_radiograph,
-                           to_model_input, train_transform)
+from as_ai.imaging import load_radiograph
+from as_ai.transforms import IMAGENET_MEAN, IMAGENET_STD, Preprocess, eval_transform, to_model_input, train_transform
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -62,7 +62,7 @@ def test_from_dict_rejects_bad_configs_clearly(d, fragment):
 def test_input_blur_softens_every_path_alike_and_is_off_by_default():
     from scipy import ndimage
 
-    from as_ai.imaging import soften_input, to_model_input, train_transform
+    from as_ai.transforms import soften_input, to_model_input, train_transform
 
     assert Preprocess().blur_sigma == 0 and Preprocess.from_dict({}).blur_sigma == 0  # older repos: no blur
     img = np.zeros((256, 256), np.float32)
@@ -205,3 +205,56 @@ def test_train_transform_rotates():
     # A rotated all-white square leaves black (fill 0 = air) corners; the centre stays white.
     assert grey[112, 112] > 0.99
     assert min(grey[0, 0], grey[0, -1], grey[-1, 0], grey[-1, -1]) < 0.5
+
+
+# ------------------------------------------------------------------------------------------ intensity
+def _crop_like() -> torch.Tensor:
+    """A grey crop with dark soft tissue, bright bone and a black corner, as a radiograph's centre has."""
+    px = load_radiograph(phantom(224, 224, seed=9)).pixels.astype(np.float32) * 0.8 + 0.1
+    px[:30, :30] = 0.0
+    return torch.from_numpy(px)[None]
+
+
+def test_intensity_standardisation_is_off_unless_the_model_says_so():
+    assert Preprocess().intensity == "none" and Preprocess.from_dict({}).intensity == "none"  # older repos
+    from as_ai.transforms import standardise_intensity
+
+    x = _crop_like()
+    assert standardise_intensity(x, Preprocess()) is x
+
+
+def test_window_gamma_undoes_gain_offset_and_gamma():
+    from as_ai.transforms import standardise_intensity
+
+    p = Preprocess(intensity="window_gamma", intensity_window=(10.0, 90.0), intensity_reference=(0.5, 0.9, 0.6))
+    x = _crop_like()
+    ref = standardise_intensity(x, p)
+    torch.testing.assert_close(standardise_intensity(0.25 * x + 0.05, p), ref, atol=1e-4, rtol=0)   # gain, offset
+    for g in (0.7, 1.4):
+        assert float((standardise_intensity(x ** g, p) - ref).abs().mean()) < 0.02                   # a gamma
+    lo, hi, med = torch.quantile(ref.flatten(), torch.tensor([0.1, 0.9, 0.5]))
+    assert abs(float(lo) - 0.5) < 0.01 and abs(float(hi) - 0.9) < 0.01                               # the window
+    assert abs(float((med - lo) / (hi - lo)) - 0.6) < 0.02                                           # the median
+    batch = torch.stack([x, x ** 1.4])                                                                # per image
+    torch.testing.assert_close(standardise_intensity(batch, p)[0], ref)
+
+
+def test_the_reference_of_training_crops_leaves_them_almost_as_they_were():
+    from as_ai.transforms import intensity_reference, standardise_intensity
+
+    crops = torch.stack([torch.from_numpy(np.array(load_radiograph(phantom(224, 224, seed=s)).pixels)) for s in range(6)])
+    ref = intensity_reference(crops, (10.0, 90.0))
+    p = Preprocess(intensity="window_gamma", intensity_window=(10.0, 90.0), intensity_reference=ref)
+    assert float((standardise_intensity(crops, p) - crops).abs().mean()) < 0.03
+
+
+@pytest.mark.parametrize("d, fragment", [
+    ({"intensity": "histogram"}, "intensity must be one of"),
+    ({"intensity_window": [90, 10]}, "0 <= low < high <= 100"),
+    ({"intensity_window": [1]}, "intensity_window must be 2 finite numbers"),
+    ({"intensity_reference": [0.2, 0.9, 1.5]}, "0 < median < 1"),
+])
+def test_bad_intensity_settings_are_refused_clearly(d, fragment):
+    with pytest.raises(ModelLoadError) as err:
+        Preprocess.from_dict(d)
+    assert fragment in str(err.value)

@@ -84,7 +84,7 @@ class TrainConfig:
     calibration_label_column: str | None = None  # labels calibration and threshold are fitted to (null:
                                          # label_column); e.g. an expert panel's labels where training has noisier ones
     threshold: Any = "youden"            # "youden" or a number in (0, 1)
-    preprocess: dict[str, Any] = field(default_factory=dict)   # as_ai.imaging.Preprocess fields
+    preprocess: dict[str, Any] = field(default_factory=dict)   # as_ai.transforms.Preprocess fields
     augment: str = "paper"               # "paper": imaging.train_transform (short edge train_resize_short,
                                          # random train_crop); "centred": the eval view (short edge resize_short,
                                          # centre crop) with small random shifts/zoom, rotation and flips
@@ -214,10 +214,10 @@ class TrainConfig:
             if not ok:
                 raise SystemExit(f"config error: {msg}")
         if self.photo_stretch is not None:
-            from as_ai.diagnosis import _photo_stretch
+            from as_ai.transforms import photo_stretch_from_config
 
             try:
-                _photo_stretch({"contrast_stretch": self.photo_stretch})
+                photo_stretch_from_config({"contrast_stretch": self.photo_stretch})
             except ValueError as exc:
                 raise SystemExit(f"config error: photo_stretch: {exc}") from None
 
@@ -234,7 +234,7 @@ class Images:
     meta: pd.DataFrame
     y: np.ndarray                      # reference labels, 1 = AS
     train: list[torch.Tensor]          # 1 x H x W uint8, short edge train_resize_short
-    eval: dict[int, torch.Tensor]      # size -> N x 1 x s x s float16 (eval resize + centre crop, before normalise)
+    eval: dict[int, torch.Tensor]      # size -> N x 1 x s x s float16 (as_ai.transforms.model_grey, before normalise)
     phone: dict[int, list[torch.Tensor]] | None = None   # image index -> its phone photos (train size, uint8)
 
 
@@ -245,11 +245,10 @@ def read_split(folder: Path, cfg: TrainConfig, pp: Any, sizes: Sequence[int], *,
     ``view`` (Radiograph -> Radiograph), when given, is what the model makes of each image before reading
     it (``Diagnoser.model_views``: e.g. photos of a screen contrast-stretched); evaluation splits pass it.
     """
-    from torchvision.transforms.v2 import functional as F
     from tqdm.auto import tqdm
 
-    from as_ai.diagnosis import _scaled
-    from as_ai.imaging import load_radiograph, soften_input
+    from as_ai.imaging import load_radiograph
+    from as_ai.transforms import model_grey, scaled_for_size
 
     meta_path = folder / "metadata.csv"
     if not meta_path.is_file():
@@ -272,9 +271,7 @@ def read_split(folder: Path, cfg: TrainConfig, pp: Any, sizes: Sequence[int], *,
             rg = view(rg)
         t = torch.from_numpy(np.array(rg.pixels))[None]
         for s in sizes:
-            ps = _scaled(pp, s)
-            e = F.resize(t, [ps.resize_short], interpolation=F.InterpolationMode.BILINEAR, antialias=True)
-            evals[s].append(soften_input(F.center_crop(e, [s, s]), ps.blur_sigma).to(torch.float16))
+            evals[s].append(model_grey(rg, scaled_for_size(pp, s)).to(torch.float16))
         if train_size:
             train_imgs.append(_train_resized(t, _train_scale(pp, cfg)))
         if phone and i in chosen:
@@ -292,6 +289,25 @@ def read_split(folder: Path, cfg: TrainConfig, pp: Any, sizes: Sequence[int], *,
                   eval={s: torch.stack(v) for s, v in evals.items()}, phone=phone_imgs)
 
 
+def fit_intensity_reference(folder: Path, pp: Any, *, limit: int = 300) -> Any:
+    """``pp`` with its ``intensity_reference`` measured on up to ``limit`` training images of ``folder``.
+
+    Each image is cut as the model's view would cut it, without the standardisation itself
+    (``as_ai.transforms.intensity_reference`` of those crops), so a training image is left almost as it was.
+    A ``pp`` with ``intensity: none`` is returned unchanged.
+    """
+    from as_ai.imaging import load_radiograph
+    from as_ai.transforms import intensity_reference, model_grey
+
+    if pp.intensity == "none":
+        return pp
+    raw = dataclasses.replace(pp, intensity="none", blur_sigma=0.0)
+    names = pd.read_csv(folder / "metadata.csv")["file_name"].iloc[:limit]
+    crops = [model_grey(load_radiograph(folder / n), raw)[0] for n in names]
+    ref = intensity_reference(torch.stack(crops), pp.intensity_window)
+    return dataclasses.replace(pp, intensity_reference=tuple(round(v, 6) for v in ref))
+
+
 def _phone_photo(job: tuple) -> tuple[int, torch.Tensor]:
     """One simulated smartphone photo of a training image, read back like any input (load_radiograph)."""
     from types import SimpleNamespace
@@ -301,10 +317,10 @@ def _phone_photo(job: tuple) -> tuple[int, torch.Tensor]:
 
     i, pixels, level, seed, short, stretch = job
     photo = load_radiograph(photograph(pixels, level=level, seed=seed))
-    if stretch is not None:  # as the model will read photos (as_ai.diagnosis: photo_input)
-        from as_ai.diagnosis import _stretched
+    if stretch is not None:  # as the model will read photos (as_ai.transforms.photo_view)
+        from as_ai.transforms import stretch_contrast
 
-        photo = _stretched(photo, stretch)
+        photo = stretch_contrast(photo, stretch)
     return i, _train_resized(torch.from_numpy(np.array(photo.pixels))[None], SimpleNamespace(train_resize_short=short))
 
 
@@ -342,11 +358,13 @@ def centred_transform(pp: Any, *, zoom: float = 0.08, jitter: float | torch.nn.M
     then (with chance ``jitter``) re-processing as another centre might (:class:`AcquisitionJitter`).
 
     Input: 1 x H x W float in [0, 1] with short edge ``pp.resize_short`` (cached). Keeps the anatomy where
-    the eval crop expects it, unlike the paper's random 224 crop out of a 512 image.
+    the eval crop expects it, unlike the paper's random 224 crop out of a 512 image. After the crop, the
+    view's own tail (``as_ai.transforms.view_tail``: intensity, blur, channels, normalisation), so the
+    jittered image is standardised as the model will standardise another centre's image.
     """
     from torchvision.transforms import v2
 
-    from as_ai.imaging import _Soften
+    from as_ai.transforms import view_tail
     from train._augment import AcquisitionJitter
 
     return v2.Compose([
@@ -355,25 +373,15 @@ def centred_transform(pp: Any, *, zoom: float = 0.08, jitter: float | torch.nn.M
         v2.RandomHorizontalFlip(pp.hflip),
         v2.RandomVerticalFlip(pp.vflip),
         v2.CenterCrop(pp.crop),
-        jitter if isinstance(jitter, torch.nn.Module) else AcquisitionJitter(jitter),
-        *([_Soften(pp.blur_sigma)] if pp.blur_sigma > 0 else []),  # as every input is read (imaging.Preprocess)
-        _Grey3(),
-        v2.Normalize(mean=list(pp.mean), std=list(pp.std)),
+        *view_tail(pp, before_intensity=[jitter if isinstance(jitter, torch.nn.Module) else AcquisitionJitter(jitter)]),
     ])
 
 
-class _Grey3(torch.nn.Module):
-    """1 x H x W -> 3 x H x W (ImageNet-shaped backbones take three channels)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.expand(3, -1, -1)
-
-
 def _train_resized(t: torch.Tensor, pp: Any) -> torch.Tensor:
-    from torchvision.transforms.v2 import functional as F
+    """A training image cached at the short edge the training view starts from (uint8, to save memory)."""
+    from as_ai.transforms import resize_short_edge
 
-    r = F.resize(t, [pp.train_resize_short], interpolation=F.InterpolationMode.BILINEAR, antialias=True)
-    return (r.clamp(0, 1) * 255).round().to(torch.uint8)
+    return (resize_short_edge(t, pp.train_resize_short).clamp(0, 1) * 255).round().to(torch.uint8)
 
 
 def _binary(col: pd.Series, where: Path) -> np.ndarray:
@@ -433,18 +441,18 @@ class TrainSet(torch.utils.data.Dataset):
 
 
 class EvalSet(torch.utils.data.Dataset):
-    """Eval samples: the cached centre crops, normalised like ``as_ai.imaging.to_model_input``."""
+    """Eval samples: the cached model views, normalised like ``as_ai.transforms.to_model_input``."""
 
     def __init__(self, data: Images, idx: np.ndarray, size: int, pp: Any) -> None:
-        self.x, self.idx = data.eval[size], idx
-        self.mean = torch.tensor(pp.mean).view(3, 1, 1)
-        self.std = torch.tensor(pp.std).view(3, 1, 1)
+        self.x, self.idx, self.pp = data.eval[size], idx, pp
 
     def __len__(self) -> int:
         return len(self.idx)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        return (self.x[int(self.idx[i])].float().expand(3, -1, -1) - self.mean) / self.std
+        from as_ai.transforms import normalise
+
+        return normalise(self.x[int(self.idx[i])], self.pp)
 
 
 # --------------------------------------------------------------------------------------------- 4. training
@@ -694,13 +702,12 @@ def member_labels(data: Images, cfg: TrainConfig) -> dict[str, np.ndarray]:
 
 def training_view(cfg: TrainConfig, pp: Any, size: int, jitter: torch.nn.Module) -> Any:
     """The random view training shows of a cached image: the configured augmentation, then ``jitter``."""
-    from as_ai.diagnosis import _scaled
-    from as_ai.imaging import train_transform
+    from as_ai.transforms import scaled_for_size, train_transform
 
     if cfg.augment == "centred":
-        return centred_transform(dataclasses.replace(pp, crop=size, blur_sigma=_scaled(pp, size).blur_sigma),
+        return centred_transform(dataclasses.replace(pp, crop=size, blur_sigma=scaled_for_size(pp, size).blur_sigma),
                                  zoom=cfg.zoom, jitter=jitter)
-    return torchvision_compose(train_transform(dataclasses.replace(pp, train_crop=size)), jitter)
+    return train_transform(dataclasses.replace(pp, train_crop=size), before_intensity=[jitter])
 
 
 def reacquired_oof(fold_models: dict[str, list[torch.nn.Module]], folds: Sequence[tuple[np.ndarray, np.ndarray]],
@@ -761,15 +768,6 @@ def augment_strength(epoch: int, start: int | None, ramp: int) -> float:
     return min(1.0, (epoch - start + 1) / ramp) if ramp > 0 else 1.0
 
 
-def torchvision_compose(transform: Any, jitter: torch.nn.Module) -> Any:
-    """``transform`` (ending in Normalize) with ``jitter`` applied on the grey image just before normalising."""
-    from torchvision.transforms import v2
-
-    steps = list(transform.transforms)
-    return v2.Compose(steps[:-1] + [jitter, steps[-1]]) if steps and isinstance(steps[-1], v2.Normalize) \
-        else v2.Compose(steps)
-
-
 def _predict_plain(model: torch.nn.Module, loader: Any) -> np.ndarray:
     model.eval()
     with torch.inference_mode():
@@ -817,10 +815,30 @@ def evaluate_split(diagnoser: Any, data: Images, cfg: TrainConfig) -> dict[str, 
     return out
 
 
+def split_metrics(diagnoser: Any, data_dir: Path, cfg: TrainConfig, splits: Sequence[str], *,
+                  log: Any = print) -> dict[str, Any]:
+    """Training's step 8: each of ``splits`` present under ``data_dir`` read as the model reads it and scored
+    (:func:`evaluate_split`; the softness test on ``external``), plus the phone photos' AUC drop."""
+    metrics: dict[str, Any] = {}
+    for split in splits:
+        if (data_dir / split / "metadata.csv").is_file():
+            ev = read_split(data_dir / split, cfg, diagnoser.preprocess, diagnoser.ensemble.sizes, train_size=False,
+                            desc=split, view=lambda rg: diagnoser.model_views([rg])[0])
+            metrics[split] = evaluate_split(diagnoser, ev, cfg)
+            if split == "external" and cfg.true_label_column in ev.meta.columns:
+                metrics["external_softness"] = softness_split(diagnoser, ev, cfg)
+            log(f"{split}: " + json.dumps({t: {k: round(metrics[split][t][k], 4) for k in ("auc", "ece")}
+                                           for t in ("reference", "true") if t in metrics[split]}))
+    if "external" in metrics and "external_phone" in metrics:
+        metrics["phone_auc_drop"] = {t: metrics["external"][t]["auc"] - metrics["external_phone"][t]["auc"]
+                                     for t in ("reference", "true") if t in metrics["external"] and t in metrics["external_phone"]}
+    return metrics
+
+
 def softness_split(diagnoser: Any, data: Images, cfg: TrainConfig) -> dict[str, Any]:
     """The evaluation's softness test (``train.evaluate.softness_metrics``) on a split's cached crops, against
     the true labels: the same images blurred by 0.5 and 1 px at the reading scale."""
-    from as_ai.imaging import soften_input
+    from as_ai.transforms import soften_input
     from train.evaluate import SOFTNESS_SIGMAS, softness_metrics
 
     y = _binary(data.meta[cfg.true_label_column], Path(cfg.true_label_column))
@@ -835,9 +853,9 @@ def softness_split(diagnoser: Any, data: Images, cfg: TrainConfig) -> dict[str, 
 
 
 def _normalise(x: torch.Tensor, pp: Any) -> torch.Tensor:
-    mean = torch.tensor(pp.mean).view(1, 3, 1, 1)
-    std = torch.tensor(pp.std).view(1, 3, 1, 1)
-    return ((x.float().expand(-1, 3, -1, -1) - mean) / std).contiguous(memory_format=torch.channels_last)
+    from as_ai.transforms import normalise
+
+    return normalise(x, pp).contiguous(memory_format=torch.channels_last)
 
 
 # --------------------------------------------------------------------------------------------------- main
@@ -850,7 +868,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import as_ai
     from as_ai.diagnosis import Diagnoser
     from as_ai.ensemble import Calibration, combine_weights, youden_threshold
-    from as_ai.imaging import Preprocess
+    from as_ai.transforms import Preprocess
 
     # 1. config
     cfg = TrainConfig.load(args.config, args.set)
@@ -874,6 +892,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # 3. data
     pp = Preprocess.from_dict(cfg.preprocess)
+    if pp.intensity != "none" and "intensity_reference" not in cfg.preprocess:
+        pp = fit_intensity_reference(data_dir / cfg.train_split, pp)
+        accelerator.print(f"intensity {pp.intensity}: reference (low, high, median) {pp.intensity_reference} "
+                          f"from the training images")
     size = pp.crop
     train = read_split(data_dir / cfg.train_split, cfg, pp, [size], train_size=True, phone=cfg.phone_augment > 0,
                        limit=cfg.max_images, desc="train images")
@@ -973,18 +995,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # 8. evaluate extra splits (external centres, phone photos) when present, on the training device
     diagnoser.to(accelerator.device)
-    for split in cfg.eval_splits:
-        if (data_dir / split / "metadata.csv").is_file():
-            ev = read_split(data_dir / split, cfg, pp, diagnoser.ensemble.sizes, train_size=False, desc=split,
-                            view=lambda rg: diagnoser.model_views([rg])[0])
-            metrics[split] = evaluate_split(diagnoser, ev, cfg)
-            if split == "external" and cfg.true_label_column in ev.meta.columns:
-                metrics["external_softness"] = softness_split(diagnoser, ev, cfg)
-            accelerator.print(f"{split}: " + json.dumps({t: {k: metrics[split][t][k] for k in ("auc", "ece")}
-                                                         for t in ("reference", "true") if t in metrics[split]}))
-    if "external" in metrics and "external_phone" in metrics:
-        metrics["phone_auc_drop"] = {t: metrics["external"][t]["auc"] - metrics["external_phone"][t]["auc"]
-                                     for t in ("reference", "true") if t in metrics["external"] and t in metrics["external_phone"]}
+    metrics.update(split_metrics(diagnoser, data_dir, cfg, cfg.eval_splits, log=accelerator.print))
 
     # 9. save the model repository
     training = {

@@ -201,7 +201,8 @@ def softness(diagnoser: Any, paths: Sequence[str | Path], y: np.ndarray, *,
     """
     import torch
 
-    from as_ai.imaging import load_radiograph, soften_input
+    from as_ai.imaging import load_radiograph
+    from as_ai.transforms import soften_input
 
     levels = [0.0, *sorted(float(s) for s in sigmas if s > 0)]
     probs: dict[float, list[np.ndarray]] = {s: [] for s in levels}
