@@ -1,6 +1,6 @@
-"""Radiographs in, model tensors out: ``load_radiograph`` and the model-input transforms.
+"""Images in, Radiographs out: ``load_radiograph``, the one place where outside images enter as-ai.
 
-``load_radiograph`` is the one place where outside images enter as-ai. It accepts a path, bytes, a
+``load_radiograph`` accepts a path, bytes, a
 binary file object, a PIL image or a numpy array, detects the format from the content (never the
 extension), enforces size limits before decoding, and returns a :class:`Radiograph`: float32 H×W
 pixels in [0, 1] with bone bright, plus metadata that never includes patient identifiers.

@@ -204,6 +204,7 @@ def test_what_an_export_or_viewer_changes_moves_the_reading_little(model, phanto
     ("clipped white by an offset of +0.2", lambda x: np.clip(x + 0.2, 0, 1), "saturated"),
     ("nearly constant", lambda x: 0.5 + 0.005 * x, "near_constant"),
     ("a far too dark processing curve", lambda x: x ** 12.0, "intensity_out_of_range"),
+    ("a window that clips the joints white", lambda x: np.clip(x / np.percentile(x, 90), 0, 1), "saturated"),
 ])
 def test_what_the_model_cannot_read_is_refused_by_name(model, phantoms, name, change, issue):
     for k, (stored, bits, _) in enumerate(phantoms):
