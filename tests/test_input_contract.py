@@ -123,7 +123,12 @@ def _entry_points(stored: np.ndarray, bits: int, photometric: str, tmp_path: Pat
     mono1 = (maxv - stored).astype(np.uint16)
     return {
         "float32 [0, 1]": unit,
+        "float64 [0, 1]": unit.astype(np.float64),
+        "uint8 array": u8,
         "raw uint16 (pydicom pixel_array)": stored,
+        "raw int16 (a signed pixel_array)": stored.astype(np.int16),
+        "16-bit PNG bytes": path.read_bytes(),
+        "binary file object": io.BytesIO(path.read_bytes()),
         "raw uint16, bits_stored given": load_radiograph(stored, bits_stored=bits),
         "raw MONOCHROME1 array, photometric given": load_radiograph(mono1, photometric="MONOCHROME1"),
         "8-bit PNG bytes": _png(u8),

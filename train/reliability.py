@@ -11,8 +11,8 @@ read through ``Diagnoser.diagnose_batch`` as a user's would be:
    (uint16, 10/12-bit), the same read as 16-bit (``bits_stored=16``, round 1's reading), an 8-bit PNG
    export, and the DICOM file (MONOCHROME1 for centres B and D). AUC against the true grades.
 2. **Exports and viewers**: gain x0.25 and x4 of the stored values, offset -0.2 / +0.2 of the scale
-   (clipped to [0, 1]), gamma 0.7 and 1.4, 8-bit quantisation, a window narrowed to the 2nd-98th
-   percentile; and an inverted image. For each: the share refused (``indeterminate``, with the exposure
+   (clipped to [0, 1]), gamma 0.7 and 1.4, 8-bit quantisation, a window narrowed to the 1st-99th or
+   2nd-98th percentile, an 8-bit JPEG export; and an inverted image. For each: the share refused (``indeterminate``, with the exposure
    fault named), the share that changed label without a refusal, the median |change of P(AS)|.
 
 Writes ``reliability.json`` and ``reliability.md`` (the table the README quotes). Synthetic phantoms only.
@@ -54,7 +54,9 @@ TRANSFORMS: dict[str, Callable[[np.ndarray, int], Any]] = {
     "gamma 0.7": lambda s, b: ((s / (2 ** b - 1)) ** 0.7).astype(np.float32),
     "gamma 1.4": lambda s, b: ((s / (2 ** b - 1)) ** 1.4).astype(np.float32),
     "8-bit": lambda s, b: np.round(s / (2 ** b - 1) * 255).astype(np.uint8),
+    "window 1st-99th percentile": lambda s, b: _window(s / (2 ** b - 1), 1, 99).astype(np.float32),
     "window 2nd-98th percentile": lambda s, b: _window(s / (2 ** b - 1), 2, 98).astype(np.float32),
+    "8-bit JPEG export (quality 90)": lambda s, b: _jpeg8(s, b),
     "inverted": lambda s, b: (1.0 - s / (2 ** b - 1)).astype(np.float32),
 }
 
@@ -72,6 +74,16 @@ def _png8(stored: np.ndarray, bits: int) -> bytes:
 
     buf = io.BytesIO()
     Image.fromarray(np.round(stored / (2 ** bits - 1) * 255).astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _jpeg8(stored: np.ndarray, bits: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.round(stored / (2 ** bits - 1) * 255).astype(np.uint8)).save(buf, format="JPEG", quality=90)
     return buf.getvalue()
 
 
