@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import (
     AsAiError,
+    AsAiWarning,
     InvalidImageError,
     InvalidPatientError,
     ModelLoadError,
+    NoInputGateWarning,
     SyntheticModelWarning,
     UntrustedModelError,
 )
@@ -40,7 +42,7 @@ _LAZY = {
 __all__ = [
     "diagnose", "Diagnoser", "Diagnosis", "triage", "Triager", "Triage", "load_radiograph", "Radiograph",
     "clear_cache", "AsAiError", "InvalidImageError", "InvalidPatientError", "ModelLoadError",
-    "UntrustedModelError", "SyntheticModelWarning", "__version__",
+    "UntrustedModelError", "AsAiWarning", "SyntheticModelWarning", "NoInputGateWarning", "__version__",
 ]
 
 

@@ -61,8 +61,16 @@ class UntrustedModelError(ModelLoadError):
         self.untrusted = list(untrusted or [])
 
 
-class SyntheticModelWarning(UserWarning):
+class AsAiWarning(UserWarning):
+    """Base class of all as-ai warnings: filter them by their exact class, not by ``UserWarning``."""
+
+
+class SyntheticModelWarning(AsAiWarning):
     """The model in use was trained on synthetic (phantom) data and is not for clinical use."""
+
+
+class NoInputGateWarning(AsAiWarning):
+    """The diagnosis model has no input gate, so images unlike its training data are not refused."""
 
 
 __all__ = [
@@ -71,5 +79,7 @@ __all__ = [
     "InvalidPatientError",
     "ModelLoadError",
     "UntrustedModelError",
+    "AsAiWarning",
     "SyntheticModelWarning",
+    "NoInputGateWarning",
 ]

@@ -28,6 +28,7 @@ import numpy as np
 
 from . import _gate, _photo
 from ._gate import GATE_FILE, METHOD, PARTS, GateStats, fit_stats, image_descriptor, load_parts, save_parts
+from .errors import NoInputGateWarning
 from .exposure import ExposureCheck
 
 OOD_REASON = ("The image does not look like an AP pelvic radiograph of the kind the model was trained on "
@@ -346,7 +347,7 @@ def no_gate_warning(model: str) -> None:
     """Warn that a model repository has no input gate, so nothing is refused."""
     warnings.warn(f"The diagnosis model {model} has no input gate (as_ai.json has no 'input_gate'): images "
                   "unlike its training data will not be refused. Fit one with python -m train.input_gate.",
-                  UserWarning, stacklevel=3)
+                  NoInputGateWarning, stacklevel=3)
 
 
 __all__ = ["PhotoCheck", "InputCheck", "InputGate", "check_photo", "may_be_camera_picture", "spread_reasons",

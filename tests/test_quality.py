@@ -327,3 +327,18 @@ def test_gate_measures_go_into_the_model_card(tmp_path):
     card = (folder / "README.md").read_text()
     assert "## Input gate" in card and "96.8 % of an out-of-distribution set of\n127 images refused" in card
     assert "chest radiograph 88 %" in card and "1.5 % of 200 phone photos" in card
+
+
+def test_a_model_without_a_gate_warns_with_its_own_class():
+    import warnings
+
+    from as_ai.errors import AsAiWarning, NoInputGateWarning, SyntheticModelWarning
+    from as_ai.quality import no_gate_warning
+
+    assert issubclass(NoInputGateWarning, AsAiWarning) and issubclass(SyntheticModelWarning, AsAiWarning)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.simplefilter("ignore", NoInputGateWarning)   # what train/ filters: this class only
+        no_gate_warning("some/model")
+        warnings.warn("a synthetic model", SyntheticModelWarning)
+    assert [w.category for w in caught] == [SyntheticModelWarning]

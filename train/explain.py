@@ -133,10 +133,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from as_ai.diagnosis import Diagnoser
+    from as_ai.errors import NoInputGateWarning
 
     t0 = time.perf_counter()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", NoInputGateWarning)
         diagnoser = Diagnoser.from_pretrained(args.model)
     rows = _rows(args.data, args.split, n=args.n, seed=args.seed)
     if not rows:

@@ -197,10 +197,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     import warnings
 
     from as_ai.diagnosis import Diagnoser
+    from as_ai.errors import NoInputGateWarning
 
     t0 = time.perf_counter()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "no input gate yet" is expected here
+        warnings.simplefilter("ignore", NoInputGateWarning)  # "no input gate yet" is expected here
         diagnoser = Diagnoser.from_pretrained(args.model)
     if args.evaluate_only:
         gate = diagnoser.gate
