@@ -436,8 +436,11 @@ class Diagnoser:
         out = [self._forward(self.model_views(rgs))[0] for rgs in self._loaded_chunks(images, batch_size)]
         return np.concatenate(out) if out else np.zeros(0)
 
-    def __call__(self, src: Any, *, explain: str | None = None) -> Diagnosis:
+    def __call__(self, src: Any, *, explain: str | None = None,
+                 explain_options: Mapping[str, Any] | None = None) -> Diagnosis:
         """Diagnose one radiograph (path, bytes, file object, PIL image, numpy array, DICOM, Radiograph).
+
+        ``explain_options`` go to the explanation method (e.g. LIME's ``num_samples`` or ``progress``).
 
         Raises:
             InvalidImageError: the input cannot be read as a radiograph.
@@ -455,7 +458,8 @@ class Diagnoser:
         result = self._diagnose_loaded([rg])[0]
         if explainer is not None:  # explains the pixels the members read
             view = self.model_views([rg], [result.check.photo])[0]
-            result = dataclasses.replace(result, explanation=explainer(self, view, method=explain))
+            result = dataclasses.replace(result, explanation=explainer(self, view, method=explain,
+                                                                       **dict(explain_options or {})))
         return result
 
     def diagnose_batch(self, srcs: Iterable[Any], *, batch_size: int = 16, progress: bool = False) -> list[Diagnosis]:

@@ -26,13 +26,13 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import _gradcam, _lime
+from . import _gradcam, _lime, scoring
 from .imaging import Radiograph, load_radiograph
 from .transforms import Preprocess, crop_box, model_grey, normalise, resized_size, to_input_grid  # noqa: F401  (re-exported)
 
@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
 METHODS = ("gradcam", "lime", "normlime")
 NORMLIME_CONFIG = "normlime.json"
 NORMLIME_FILE = "normlime.safetensors"
+AUTO_MAX_SAMPLES = 1000  # num_samples=None: the most LIME draws before it stops anyway
 
 __all__ = ["Explanation", "explain", "gradcam", "lime", "normlime", "NormLime", "DeletionCurve",
            "deletion_curve", "si_joint_hit", "METHODS"]
@@ -205,27 +206,49 @@ def _grid_fn(diagnoser: "Diagnoser", crop: int):
     return to_grids
 
 
-def _predict_fn(diagnoser: "Diagnoser"):
-    """Grey grids {size: (B, s, s)} in [0, 1] -> (B, 2) [P(non-AS), P(AS)], calibrated."""
+def _predict_fn(diagnoser: "Diagnoser", precision: str = "float32"):
+    """Grey grids {size: (B, s, s)} in [0, 1] -> (B, 2) [P(non-AS), P(AS)], calibrated.
+
+    ``"float32"`` runs the diagnoser's own members; other precisions the scoring copy of
+    :mod:`as_ai.scoring` (BatchNorm folded, bfloat16 where native).
+    """
     _, by_size = _view(diagnoser)
+    scorer = None if precision == "float32" else scoring.scoring_ensemble(diagnoser, precision)[0]
 
     def predict(grids: Mapping[int, torch.Tensor]) -> np.ndarray:
         x = {s: normalise(g[:, None], by_size[s]).contiguous(memory_format=torch.channels_last)
              for s, g in grids.items()}
         with torch.inference_mode():
-            p = diagnoser.predict_tensor(x)[0].double().numpy()
+            p = (diagnoser.predict_tensor(x)[0] if scorer is None else scoring.score(diagnoser, scorer, x))
+        p = p.double().numpy()
         return np.stack([1.0 - p, p], axis=1)
 
     return predict
 
 
-def _lime_setup(diagnoser: "Diagnoser", image: Any, *, n_segments: int) -> _LimeSetup:
+def _lime_setup(diagnoser: "Diagnoser", image: Any, *, n_segments: int, precision: str = "float32") -> _LimeSetup:
     rg = _read(diagnoser, image)
     view, p = _model_view(diagnoser, rg)
     segments = _lime.segment_radiograph(view, n_segments=n_segments)
     predictor = _lime.MaskPredictor(view, segments, to_model_grid=_grid_fn(diagnoser, p.crop),
-                                    predict=_predict_fn(diagnoser))
+                                    predict=_predict_fn(diagnoser, precision))
     return _LimeSetup(rg=rg, view=view, segments=segments, predictor=predictor, preprocess=p)
+
+
+def _sampling(num_samples: int | None) -> tuple[int, _lime.StopRule | None]:
+    """(most samples to draw, stop rule): ``None`` samples until the top regions are stable."""
+    if num_samples is None:
+        return AUTO_MAX_SAMPLES, _lime.StopRule()
+    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 10:
+        raise ValueError(f"num_samples must be None (until stable) or a whole number >= 10 for a stable LIME "
+                         f"fit, got {num_samples!r}")
+    return int(num_samples), None
+
+
+def _explained_probability(diagnoser: "Diagnoser", setup: _LimeSetup) -> float:
+    """The calibrated P(AS) of the explained view, at full precision (the diagnosis's own number)."""
+    grids = _grid_fn(diagnoser, setup.preprocess.crop)(torch.from_numpy(setup.view)[None])
+    return float(_predict_fn(diagnoser, "float32")(grids)[0, 1])
 
 
 def _superpixel_explanation(method: str, setup: _LimeSetup, weights: np.ndarray, prob: float, seconds: float,
@@ -240,33 +263,39 @@ def _superpixel_explanation(method: str, setup: _LimeSetup, weights: np.ndarray,
                        seconds=seconds, params=params)
 
 
-def lime(diagnoser: "Diagnoser", image: Any, *, num_samples: int = 1000, n_segments: int = _lime.N_SEGMENTS,
-         batch_size: int = 16, seed: int = 0) -> Explanation:
+def lime(diagnoser: "Diagnoser", image: Any, *, num_samples: int | None = None, n_segments: int = _lime.N_SEGMENTS,
+         batch_size: int = 16, seed: int = 0, precision: str = "auto",
+         progress: Callable[[int, int], None] | None = None) -> Explanation:
     """LIME superpixel weights for P(AS), on the input image's pixel grid.
 
-    Superpixels are SLIC regions of what the model sees (the preprocessed crop); ``num_samples``
-    random on/off patterns (hidden superpixels filled with their mean) are scored by the ensemble
-    ``batch_size`` at a time and ``lime`` fits its weighted ridge model. (On CPU, batches of 8-16 run
-    faster per image than 64+, which overflow the caches; on GPU use larger ones.)
+    Superpixels are SLIC regions of what the model sees (the preprocessed crop). Random on/off patterns
+    (hidden superpixels filled with their mean) are scored by the ensemble ``batch_size`` at a time and
+    ``lime`` fits its weighted ridge model. ``num_samples=None`` (the default) scores patterns until the
+    top-5 regions and the weights stop changing (:class:`as_ai._lime.StopRule`; at most 1,000, typically
+    about 350); a number scores exactly that many, as ``lime`` does. ``precision`` is that of the
+    scoring passes (``"auto"``: bfloat16 where the hardware computes it natively, see
+    :mod:`as_ai.scoring`; ``"float32"``: the members as they are). ``progress(done, planned)`` is called
+    after every batch. ``params["num_samples"]`` says how many were scored.
 
     Raises:
         InvalidImageError: ``image`` cannot be read as a radiograph.
-        ValueError: ``num_samples`` < 10.
+        ValueError: ``num_samples`` < 10, or an unknown ``precision``.
 
     Example:
-        >>> e = lime(d, "pelvis.png", num_samples=500)     # doctest: +SKIP
+        >>> e = lime(d, "pelvis.png")                      # doctest: +SKIP
         >>> e.top_regions(3)                               # doctest: +SKIP
         [12, 40, 7]
     """
-    if num_samples < 10:
-        raise ValueError(f"num_samples must be >= 10 for a stable LIME fit, got {num_samples}")
+    limit, stop = _sampling(num_samples)
+    used = scoring.resolve_precision(precision, diagnoser.device)
     t0 = time.perf_counter()
-    setup = _lime_setup(diagnoser, image, n_segments=n_segments)
-    weights, details = _lime.run_lime(setup.view, setup.segments, setup.predictor, num_samples=num_samples,
-                                      batch_size=batch_size, seed=seed)
-    prob = float(setup.predictor.predict_masks(np.ones((1, len(weights))))[0, 1])
-    params = {"num_samples": num_samples, "superpixels": int(len(weights)), "segmentation": "slic",
-              "compactness": _lime.SLIC_COMPACTNESS, "seed": seed, **details}
+    setup = _lime_setup(diagnoser, image, n_segments=n_segments, precision=used)
+    weights, details = _lime.run_lime(setup.view, setup.segments, setup.predictor, num_samples=limit,
+                                      batch_size=batch_size, seed=seed, stop=stop, progress=progress)
+    prob = _explained_probability(diagnoser, setup)
+    params = {"superpixels": int(len(weights)), "segmentation": "slic", "compactness": _lime.SLIC_COMPACTNESS,
+              "seed": seed, "precision": used, "sampling": "until stable" if stop else "fixed",
+              "max_samples": limit, **details}
     return _superpixel_explanation("lime", setup, weights, prob, time.perf_counter() - t0, params)
 
 
@@ -394,22 +423,28 @@ class NormLime:
                    importance=t["importance"], counts=t["counts"], info=info)
 
 
-def lime_with_features(diagnoser: "Diagnoser", image: Any, *, num_samples: int = 1000,
+def lime_with_features(diagnoser: "Diagnoser", image: Any, *, num_samples: int | None = None,
                        n_segments: int = _lime.N_SEGMENTS, batch_size: int = 16, seed: int = 0,
-                       member: str | None = None) -> tuple[np.ndarray, np.ndarray, _LimeSetup]:
+                       member: str | None = None, precision: str = "auto",
+                       progress: Callable[[int, int], None] | None = None
+                       ) -> tuple[np.ndarray, np.ndarray, _LimeSetup]:
     """(LIME weights (S,), superpixel features (S, C), setup) of one image: what NormLIME is fitted on."""
-    setup = _lime_setup(diagnoser, image, n_segments=n_segments)
-    weights, _ = _lime.run_lime(setup.view, setup.segments, setup.predictor, num_samples=num_samples,
-                                batch_size=batch_size, seed=seed)
+    limit, stop = _sampling(num_samples)
+    used = scoring.resolve_precision(precision, diagnoser.device)
+    setup = _lime_setup(diagnoser, image, n_segments=n_segments, precision=used)
+    weights, _ = _lime.run_lime(setup.view, setup.segments, setup.predictor, num_samples=limit,
+                                batch_size=batch_size, seed=seed, stop=stop, progress=progress)
     feats = superpixel_features(diagnoser, setup.view, setup.segments, member=member)
     return weights, feats, setup
 
 
-def normlime(diagnoser: "Diagnoser", image: Any, stats: NormLime | str | Path, *, num_samples: int = 1000,
-             n_segments: int | None = None, batch_size: int = 16, seed: int = 0) -> Explanation:
+def normlime(diagnoser: "Diagnoser", image: Any, stats: NormLime | str | Path, *, num_samples: int | None = None,
+             n_segments: int | None = None, batch_size: int = 16, seed: int = 0, precision: str = "auto",
+             progress: Callable[[int, int], None] | None = None) -> Explanation:
     """NormLIME map of one image: its LIME weights times the global importance of their clusters.
 
-    ``stats`` is a :class:`NormLime` or the folder ``python -m train.explain`` wrote.
+    ``stats`` is a :class:`NormLime` or the folder ``python -m train.explain`` wrote; the other
+    arguments are :func:`lime`'s.
 
     Raises:
         FileNotFoundError: ``stats`` is a folder without NormLIME statistics.
@@ -418,11 +453,12 @@ def normlime(diagnoser: "Diagnoser", image: Any, stats: NormLime | str | Path, *
     nl = stats if isinstance(stats, NormLime) else NormLime.load(stats)
     n_seg = int(n_segments or nl.info.get("n_segments", _lime.N_SEGMENTS))
     weights, feats, setup = lime_with_features(diagnoser, image, num_samples=num_samples, n_segments=n_seg,
-                                               batch_size=batch_size, seed=seed, member=nl.info.get("member"))
+                                               batch_size=batch_size, seed=seed, member=nl.info.get("member"),
+                                               precision=precision, progress=progress)
     combined = nl.combine(weights, feats)
-    prob = float(setup.predictor.predict_masks(np.ones((1, len(weights))))[0, 1])
+    prob = _explained_probability(diagnoser, setup)
     params = {"num_samples": num_samples, "superpixels": int(len(weights)), "clusters": int(len(nl.importance)),
-              "seed": seed}
+              "seed": seed, "precision": scoring.resolve_precision(precision, diagnoser.device)}
     return _superpixel_explanation("normlime", setup, combined, prob, time.perf_counter() - t0, params)
 
 

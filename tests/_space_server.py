@@ -7,6 +7,9 @@ and the benchmarks ``tests/benchmarks/bench_space.py`` and ``bench_space_load.py
   in a log file, and waits until it listens; ``queue_max_size`` starts it with a smaller Gradio queue.
 - :func:`run_load` runs ``n_clients`` concurrent clients, each sending ``n_requests`` requests in turn,
   bounded by a per-request timeout and an overall deadline; every failure is counted, none is raised.
+- :class:`HttpCaller` calls an endpoint the way the page (and ``curl``) does: upload, ``POST
+  /gradio_api/call/<name>``, read the server-sent events until ``complete``. ``gradio_client`` polls its
+  message queue every 50 ms, which adds up to ~100 ms per request that no browser waits; both are measured.
 - :func:`rss_mb` reads a process's resident memory (``/proc/<pid>/status``, else psutil).
 """
 from __future__ import annotations
@@ -165,10 +168,56 @@ class LoadResult:
         return percentile(self.all_ms if endpoint is None else self.latencies_ms.get(endpoint, []), q)
 
 
+class HttpCaller:
+    """One HTTP client calling the Space's named endpoints as the page does (upload, call, event stream)."""
+
+    def __init__(self, url: str, *, timeout_s: float = 120.0) -> None:
+        import httpx
+
+        self.base = url.rstrip("/") + "/gradio_api"
+        self.http = httpx.Client(timeout=timeout_s)
+
+    def upload(self, path: str) -> dict[str, Any]:
+        """Upload a file; returns the file reference an endpoint takes."""
+        with open(path, "rb") as fh:
+            r = self.http.post(f"{self.base}/upload", files=[("files", (Path(path).name, fh))])
+        r.raise_for_status()
+        return {"path": r.json()[0], "meta": {"_type": "gradio.FileData"}, "orig_name": Path(path).name}
+
+    def call(self, api_name: str, *data: Any) -> list[Any]:
+        """The outputs of one call of ``/api_name`` with positional ``data``; raises on an error event."""
+        import json
+
+        r = self.http.post(f"{self.base}/call/{api_name}", json={"data": list(data)})
+        r.raise_for_status()
+        event = None
+        with self.http.stream("GET", f"{self.base}/call/{api_name}/{r.json()['event_id']}") as stream:
+            for line in stream.iter_lines():
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:") and event in ("complete", "error"):
+                    payload = json.loads(line[5:])
+                    if event == "error":
+                        raise RuntimeError(f"/{api_name} answered an error: {payload}")
+                    return payload
+        raise RuntimeError(f"/{api_name}: the event stream ended without a result")
+
+    def diagnose(self, image: str, explain: str = "None") -> list[Any]:
+        return self.call("diagnose", self.upload(image), explain)
+
+    def triage(self, form: dict[str, Any]) -> list[Any]:
+        return self.call("triage", *form.values())   # the form is in the endpoint's parameter order
+
+    def close(self) -> None:
+        self.http.close()
+
+
 def run_load(url: str, *, n_clients: int, n_requests: int, image: str, form: dict[str, Any],
              triage_every: int = 4, explain: str = "None", request_timeout_s: float = 120.0,
-             deadline_s: float = 600.0) -> LoadResult:
-    """``n_clients`` concurrent ``gradio_client`` clients, each sending ``n_requests`` requests one after another.
+             deadline_s: float = 600.0, client: str = "gradio_client") -> LoadResult:
+    """``n_clients`` concurrent clients, each sending ``n_requests`` requests one after another.
+
+    ``client`` is ``"gradio_client"`` (its ``Client``) or ``"http"`` (:class:`HttpCaller`, as the page calls).
 
     Request ``i`` of client ``k`` is ``/triage`` (with ``form``) when ``(i + k) % triage_every == 0``, else
     ``/diagnose`` of ``image`` (heatmap choice ``explain``); the clients connect first, then start together.
@@ -197,11 +246,13 @@ def run_load(url: str, *, n_clients: int, n_requests: int, image: str, form: dic
             key = "basfi" if endpoint == "/triage" else "probability"
             t0 = time.perf_counter()
             try:
-                if endpoint == "/triage":
-                    job = client.submit(api_name="/triage", **form)
+                if isinstance(client, HttpCaller):
+                    out = client.triage(form) if endpoint == "/triage" else client.diagnose(image, explain)
+                elif endpoint == "/triage":
+                    out = client.submit(api_name="/triage", **form).result(timeout=request_timeout_s)
                 else:
-                    job = client.submit(handle_file(image), explain, api_name="/diagnose")
-                out = job.result(timeout=request_timeout_s)
+                    out = client.submit(handle_file(image), explain, api_name="/diagnose").result(
+                        timeout=request_timeout_s)
                 ms = 1000 * (time.perf_counter() - t0)
                 if not any(isinstance(o, dict) and key in o for o in out):
                     raise ValueError(f"answer without {key!r}: {str(out)[:200]}")
@@ -213,7 +264,8 @@ def run_load(url: str, *, n_clients: int, n_requests: int, image: str, form: dic
 
     def client_loop(k: int) -> None:
         try:
-            client = Client(url, verbose=False, download_files=False)
+            caller = (HttpCaller(url, timeout_s=request_timeout_s) if client == "http"
+                      else Client(url, verbose=False, download_files=False))
         except Exception as exc:  # noqa: BLE001 - counted, not raised
             fail(f"client {k}: cannot connect: {type(exc).__name__}: {exc}")
             start.abort()
@@ -223,9 +275,9 @@ def run_load(url: str, *, n_clients: int, n_requests: int, image: str, form: dic
                 start.wait(timeout=request_timeout_s)
             except threading.BrokenBarrierError:
                 pass  # another client could not connect: go on without waiting for it
-            requests(k, client)
+            requests(k, caller)
         finally:
-            client.close()
+            caller.close()
 
     with ThreadPoolExecutor(max_workers=n_clients) as pool:
         list(pool.map(client_loop, range(n_clients)))

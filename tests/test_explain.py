@@ -242,3 +242,40 @@ def test_explain_rejects_unknown_method():
         ex.explain(blob_diagnoser(), blob_image(), method="shap")
     with pytest.raises(ValueError, match="stats="):
         ex.explain(blob_diagnoser(), blob_image(), method="normlime")
+
+
+def test_lime_until_stable_stops_early_with_the_map_of_a_full_run():
+    d = blob_diagnoser()
+    img = blob_image()
+    auto = ex.lime(d, img, n_segments=48, precision="float32")
+    full = ex.lime(d, img, num_samples=1000, n_segments=48, precision="float32")
+    assert auto.params["sampling"] == "until stable" and full.params["sampling"] == "fixed"
+    assert 160 <= auto.params["num_samples"] < 1000 and full.params["num_samples"] == 1000
+    a, f = np.asarray(auto.weights), np.asarray(full.weights)
+    assert len(set(auto.top_regions(5)) & set(full.top_regions(5))) >= 4
+    assert np.corrcoef(a, f)[0, 1] >= 0.95
+
+
+def test_lime_progress_reports_every_step_up_to_the_samples_used():
+    calls = []
+    e = ex.lime(blob_diagnoser(), blob_image(), n_segments=48, progress=lambda done, planned: calls.append((done, planned)))
+    assert calls and calls[-1][0] == e.params["num_samples"]
+    assert [c[0] for c in calls] == sorted(c[0] for c in calls) and {c[1] for c in calls} == {1000}
+
+
+def test_lime_in_bfloat16_keeps_the_map_and_reports_the_float32_probability():
+    d = blob_diagnoser()
+    img = blob_image()
+    f32 = ex.lime(d, img, num_samples=300, n_segments=48, precision="float32")
+    b16 = ex.lime(d, img, num_samples=300, n_segments=48, precision="bfloat16")
+    assert b16.params["precision"] == "bfloat16" and f32.params["precision"] == "float32"
+    assert b16.top_regions(1) == f32.top_regions(1)
+    assert np.corrcoef(b16.weights, f32.weights)[0, 1] >= 0.95
+    assert b16.probability == pytest.approx(float(d.predict_proba([img])[0]), abs=1e-6)
+
+
+@pytest.mark.parametrize("bad", [dict(num_samples=5), dict(num_samples=True), dict(num_samples=2.5),
+                                 dict(precision="half")])
+def test_lime_rejects_bad_sampling_or_precision_by_name(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        ex.lime(blob_diagnoser(), blob_image(), **bad)

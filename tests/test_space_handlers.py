@@ -334,12 +334,21 @@ def test_page_has_named_endpoints_notice_and_about(app, models, tmp_path):
         path.unlink()
 
 
-@pytest.mark.slow
-def test_lime_heatmap_on_request(handlers, models, examples):
+def test_lime_heatmap_on_request_with_progress_and_time_left(handlers, models, examples):
     if not models.explain_available:
         pytest.skip("as_ai.explain is not installed")
-    finding, members, check, heat, result, _ = handlers.diagnose(examples[0][0], "LIME (slower)", progress=None)
+    calls = []
+
+    def progress(value, desc=None, total=None, unit="steps"):
+        calls.append((value, desc))
+
+    finding, members, check, heat, result, _ = handlers.diagnose(examples[0][0], "LIME (slower)", progress=progress)
     if result["label"] == "indeterminate":
         pytest.skip("the model abstained on this phantom")
     assert result["explanation"]["method"] == "lime"
     assert heat["label"].startswith("LIME") and heat["value"].dtype == np.uint8
+    steps = [v for v, _ in calls[1:]]
+    assert calls[0][0] == 0 and len(steps) >= 2
+    assert [d for d, _ in steps] == sorted(d for d, _ in steps) and all(p == 1000 for _, p in steps)
+    assert steps[-1][0] == result["explanation"]["params"]["num_samples"] < 1000   # stopped once stable
+    assert all("s left" in desc for _, desc in calls[1:])

@@ -124,3 +124,21 @@ def test_a_full_queue_is_answered_with_a_busy_message(servers, inputs):
     assert any("busy" in t and "queue is full" in t and "try again" in t for t in texts), \
         "the page should explain that 'busy' means the queue is full"
     assert server.proc.poll() is None, server.log_tail()
+
+
+def test_the_page_s_http_calls_are_answered_like_the_client_s(servers, inputs):
+    """The benchmarks' HTTP caller (upload, /gradio_api/call/<name>, event stream) gets the same answers."""
+    from _space_server import HttpCaller
+
+    _, image, form = inputs
+    http = HttpCaller(servers["normal"].url)
+    try:
+        finding, _members, _check, heat, result, _button = http.diagnose(image, "Grad-CAM (fast)")
+        scores, _risk, plot, triage = http.triage(form)
+        with pytest.raises(RuntimeError, match="error"):
+            http.call("diagnose", None, "None")   # no file: the Space's own error, as an error event
+    finally:
+        http.close()
+    assert result["label"] in ("AS", "non-AS") and 0.0 <= result["probability"] <= 1.0
+    assert "probability" in finding.lower() and heat["value"]["path"].endswith(".jpeg")   # a gr.update
+    assert "basfi" in triage and plot["path"].endswith(".png")

@@ -1,23 +1,21 @@
-"""Benchmarks of the explanations: Grad-CAM latency, LIME time and speed-up over the lime package's defaults.
+"""Benchmarks of the explanations: Grad-CAM latency; LIME time, speed-up over the lime package and fidelity.
 
 Run: ``.venv/bin/python -m pytest -q -m benchmark -s tests/benchmarks/bench_explain.py``
 
-Side by side, in one run, on the same model (the bundled demo ensemble, or a random-weight stand-in
-when it is not built), the same phantom radiograph, the same SLIC superpixels, the same number of
-samples and the same random on/off design:
+Side by side, in one run, on the same model (the bundled demo ensemble, or a random-weight stand-in when
+it is not built), with torch on all the machine's cores:
 
-* ``lime defaults`` (the reference): ``LimeImageExplainer.explain_instance`` with its default
-  ``batch_size=10`` and ``data_labels``, and the classifier function one would write (images -> the
-  diagnoser's preprocessing -> ensemble), on the radiograph as given (superpixels mapped to its grid, pixels
-  outside the model's crop joined to the nearest one, so lime draws the same samples), at 2000 px (a real
-  radiograph's size, as in ``bench_diagnose.py``) and 512 px (the phantoms);
-* the same on the model's own 224 px view, to show where the time goes: the ensemble's forward passes
-  cost the same in both, so there the two run at the same speed;
-* ``as_ai.explain.lime``: the same explainer with batched scoring of on/off vectors (``_lime.MaskPredictor``).
-
-Printed: seconds per image (best of 2, runs interleaved), the speed-up ratios and how many of the
-top-5 superpixels agree. Torch runs on one thread for all of them (the machine is shared; ratios
-are what matter).
+* **Speed** (``test_lime_speed``), on a 2000 px phantom (a real AP pelvis is 2000-3000 px a side) and a
+  512 px one (the demo's phantoms), runs interleaved, best of 2:
+  ``as_ai.explain.lime`` as the Space calls it (samples until the top regions are stable, bfloat16
+  scoring where native) against ``lime defaults``: ``LimeImageExplainer.explain_instance`` with its
+  default 1,000 samples and ``batch_size=10``, and the classifier function one would write, on the
+  model's own 224 px view with the same SLIC superpixels; and at 512 px also on the radiograph as given
+  (superpixels mapped to its grid; pixels outside the model's crop joined to the nearest one).
+* **Fidelity** (``test_lime_fidelity``), on 20 phantoms of the external centres (half AS): the top-5
+  superpixels and the weights of ``as_ai.explain.lime`` and of lime's defaults (1,000 samples), each
+  compared with lime run with 5,000 samples on an independent random design (float32) -- the reference.
+  Goal (issue #23): top-5 agreement >= 4/5 (mean over phantoms) and weight correlation >= 0.95 on every one.
 """
 from __future__ import annotations
 
@@ -46,7 +44,7 @@ REPEATS = 2  # best of: the machine is shared, the minimum is the least disturbe
 def diagnoser():
     from as_ai.diagnosis import Diagnoser
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(os.cpu_count() or 1)  # the machine's cores, as the library and the Space run
     if (DEMO_DIR / "diagnosis" / "as_ai.json").is_file():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -124,9 +122,9 @@ def test_gradcam_latency(diagnoser, radiograph, record):
         times.append(time.perf_counter() - t0)
     print(f"\nGrad-CAM on a {radiograph.shape[0]}x{radiograph.shape[1]} radiograph, "
           f"{len(e.members)} members: median {1000 * np.median(times):.1f} ms, "
-          f"min {1000 * min(times):.1f} ms (1 thread)")
+          f"min {1000 * min(times):.1f} ms ({torch.get_num_threads()} torch threads)")
     assert e.heatmap.shape == radiograph.shape
-    record("gradcam_ms", 1000 * float(np.median(times)), "ms", baseline_is="none (median of 10, 1 thread)")
+    record("gradcam_ms", 1000 * float(np.median(times)), "ms", baseline_is="none (median of 10)")
 
 
 def _full_segments(segments: np.ndarray, shape: tuple[int, int], preprocess) -> np.ndarray:
@@ -142,47 +140,107 @@ def _full_segments(segments: np.ndarray, shape: tuple[int, int], preprocess) -> 
     return full.astype(np.int32)
 
 
-# 2000 px: the size of the diagnose benchmark's radiograph (a real AP pelvis is 2000-3000 px a side);
-# 512 px: the phantoms the demo model was trained on.
 @pytest.mark.parametrize("size", [2000, 512])
-def test_lime_speedup_over_lime_defaults(diagnoser, size, record):
+def test_lime_speed(diagnoser, size, record):
     radiograph = _phantom(size)
     setup = ex._lime_setup(diagnoser, radiograph, n_segments=_lime.N_SEGMENTS)
     segments, view = setup.segments, setup.view
-    full_seg = _full_segments(segments, radiograph.shape, setup.preprocess)
-    assert np.unique(full_seg).size == int(segments.max()) + 1
     naive_view = _naive_classifier(diagnoser, native=False)
-    naive_full = _naive_classifier(diagnoser, native=True)
+    ex.lime(diagnoser, radiograph)  # warm-up: builds the scoring copy once per diagnoser, as the Space does
     ours_t, base_t, nat_t = [], [], []
-    for rep in range(REPEATS):  # interleaved, so that load from other processes hits all three alike
+    for _ in range(REPEATS):  # interleaved, so that load from other processes hits both alike
         t0 = time.perf_counter()
-        e = ex.lime(diagnoser, radiograph, num_samples=NUM_SAMPLES, seed=0)  # ours, the public function
+        e = ex.lime(diagnoser, radiograph, seed=0)  # ours, the public function with its defaults
         ours_t.append(time.perf_counter() - t0)
-        base_w, s = _lime_default(view, segments, naive_view)  # lime's defaults on the model's view
+        base_w, s = _lime_default(view, segments, naive_view)
         base_t.append(s)
-        if rep == 0 or size <= 1024:  # lime on a 2000 px radiograph takes minutes: once is enough
-            nat_w, s = _lime_default(np.asarray(radiograph.pixels), full_seg, naive_full)  # ... on the radiograph
-            nat_t.append(s)
-    ours_s, base_s, nat_s = min(ours_t), min(base_t), min(nat_t)
+    if size <= 1024:  # lime on the radiograph itself: minutes at 2000 px (round 1 measured 355 s), once at 512
+        full_seg = _full_segments(segments, radiograph.shape, setup.preprocess)
+        nat_w, s = _lime_default(np.asarray(radiograph.pixels), full_seg, _naive_classifier(diagnoser, native=True))
+        nat_t.append(s)
+    ours_s, base_s = min(ours_t), min(base_t)
     ours_w = np.asarray(e.weights)
-    agree_view = len(_top5(ours_w) & _top5(base_w))
-    agree_nat = len(_top5(ours_w) & _top5(nat_w))
+    agree = len(_top5(ours_w) & _top5(base_w))
     corr = float(np.corrcoef(ours_w, base_w)[0, 1])
-    corr_nat = float(np.corrcoef(ours_w, nat_w)[0, 1])
-    print(f"\nLIME, {NUM_SAMPLES} samples, {len(ours_w)} SLIC superpixels, {size} px phantom, 1 thread:\n"
-          f"  as_ai.explain.lime (on/off vectors, batch 16): {ours_s:6.2f} s per image\n"
-          f"  lime defaults on the {size} px radiograph:      {nat_s:6.2f} s  -> speed-up "
-          f"{nat_s / ours_s:5.1f}x, top-5 agree {agree_nat}/5, weight corr {corr_nat:.3f}\n"
-          f"  lime defaults on the model's {view.shape[0]} px view:     {base_s:6.2f} s  -> speed-up "
-          f"{base_s / ours_s:5.1f}x, top-5 agree {agree_view}/5, weight corr {corr:.3f}")
-    # Same computation on the same grid: the same top superpixels. On the radiograph's own grid lime fills a
-    # hidden superpixel with its mean over more (and differently resampled) pixels, so the weights move a
-    # little: they must still correlate closely (top-5 agreement is printed and recorded).
-    assert agree_view >= 4 and corr_nat >= 0.95
-    sfx, ref = ("" if size == 2000 else f"_{size}px"), "lime defaults (batch 10) on the radiograph as given"
-    record(f"lime_seconds{sfx}", ours_s, "s", baseline=nat_s, ratio=nat_s / ours_s,
-           ratio_is="speed-up (baseline/value)", baseline_is=f"{ref}, {size} px")
-    record(f"lime_speedup_vs_reference{sfx}", nat_s / ours_s, "x",
-           baseline_is=f"{ref}, {size} px; top-5 superpixels agree {agree_nat}/5, weight corr {corr_nat:.3f}")
+    lines = [f"\nLIME on a {size} px phantom, {len(ours_w)} SLIC superpixels, {torch.get_num_threads()} torch threads:",
+             f"  as_ai.explain.lime ({e.params['num_samples']} samples until stable, {e.params['precision']}): "
+             f"{ours_s:6.2f} s",
+             f"  lime defaults on the model's {view.shape[0]} px view (1000 samples): {base_s:6.2f} s -> speed-up "
+             f"{base_s / ours_s:5.1f}x; top-5 agree {agree}/5, weight corr {corr:.3f}"]
+    if nat_t:
+        lines.append(f"  lime defaults on the {size} px radiograph:          {nat_t[0]:6.2f} s -> speed-up "
+                     f"{nat_t[0] / ours_s:5.1f}x; top-5 agree {len(_top5(ours_w) & _top5(nat_w))}/5")
+    print("\n".join(lines))
+    assert agree >= 3 and corr >= 0.9  # fidelity proper: test_lime_fidelity (against 5,000 samples)
+    sfx = "" if size == 2000 else f"_{size}px"
+    record(f"lime_seconds{sfx}", ours_s, "s", baseline=base_s, ratio=base_s / ours_s,
+           ratio_is="speed-up (baseline/value)",
+           baseline_is=f"lime defaults (1000 samples, batch 10) on the model's 224 px view, {size} px phantom")
     record(f"lime_speedup_vs_lime_on_model_view{sfx}", base_s / ours_s, "x",
-           baseline_is=f"lime defaults on the model's {view.shape[0]} px view ({size} px phantom)")
+           baseline_is=f"lime defaults on the model's 224 px view ({size} px phantom); top-5 agree {agree}/5, "
+                       f"weight corr {corr:.3f}")
+    if nat_t:
+        record(f"lime_speedup_vs_lime_on_radiograph{sfx}", nat_t[0] / ours_s, "x",
+               baseline_is=f"lime defaults (batch 10) on the {size} px radiograph as given")
+
+
+FIDELITY_PHANTOMS = int(os.environ.get("AS_AI_BENCH_FIDELITY_N", "20"))
+REFERENCE_SAMPLES = 5000
+REFERENCE_SEED = 12345  # the reference's random design is independent of the ones compared with it
+
+
+def _fidelity_phantoms(n: int) -> list:
+    """``n`` external-centre phantoms (B, C, D in turn), half of them AS by their true grades."""
+    from as_ai.synthetic import pelvis
+
+    want = {"AS": n // 2, "non-AS": n - n // 2}
+    out, seed = [], 300
+    while any(want.values()):
+        ph = pelvis.sample(seed, center="BCD"[seed % 3], size=512)
+        if want.get(ph.meta["label"], 0) > 0:
+            want[ph.meta["label"]] -= 1
+            out.append((seed, ph))
+        seed += 1
+    return out
+
+
+def test_lime_fidelity(diagnoser, record):
+    from as_ai.synthetic.phone import to_display
+
+    rows = []
+    for seed, ph in _fidelity_phantoms(FIDELITY_PHANTOMS):
+        rg = load_radiograph(to_display(ph.image))
+        setup = ex._lime_setup(diagnoser, rg, n_segments=_lime.N_SEGMENTS, precision="float32")
+        ref, _ = _lime.run_lime(setup.view, setup.segments, setup.predictor, num_samples=REFERENCE_SAMPLES,
+                                batch_size=16, seed=REFERENCE_SEED)
+        lime1000, _ = _lime.run_lime(setup.view, setup.segments, setup.predictor, num_samples=1000,
+                                     batch_size=16, seed=0)  # lime's defaults, scored batched (same numbers)
+        t0 = time.perf_counter()
+        e = ex.lime(diagnoser, rg, seed=0)
+        seconds = time.perf_counter() - t0
+        ours = np.asarray(e.weights)
+        rows.append((seed, ph.meta["label"], e.params["num_samples"], seconds,
+                     len(_top5(ours) & _top5(ref)), float(np.corrcoef(ours, ref)[0, 1]),
+                     len(_top5(lime1000) & _top5(ref)), float(np.corrcoef(lime1000, ref)[0, 1])))
+    print(f"\nLIME fidelity against lime with {REFERENCE_SAMPLES} samples (float32, independent design), "
+          f"{len(rows)} phantoms, {torch.get_num_threads()} torch threads")
+    print("  seed  truth    ours: samples  s     top-5  corr  | lime 1000: top-5  corr")
+    for seed, label, n, sec, a, c, a0, c0 in rows:
+        print(f"  {seed:4d}  {label:<7} {n:12d} {sec:5.2f}   {a}/5  {c:.3f} |            {a0}/5  {c0:.3f}")
+    r = np.array([row[2:] for row in rows], dtype=float)
+    print(f"  ours: samples median {np.median(r[:, 0]):.0f} (max {r[:, 0].max():.0f}), top-5 min {r[:, 2].min():.0f}/5 "
+          f"mean {r[:, 2].mean():.2f}, corr min {r[:, 3].min():.3f} mean {r[:, 3].mean():.3f}")
+    print(f"  lime defaults (1000): top-5 min {r[:, 4].min():.0f}/5 mean {r[:, 4].mean():.2f}, "
+          f"corr min {r[:, 5].min():.3f} mean {r[:, 5].mean():.3f}")
+    # Goal: top-5 agreement >= 4/5 on average and correlation >= 0.95 on every phantom. (Where two regions'
+    # weights nearly tie for 5th place even 1,000 samples of lime's defaults get 3/5: the minimum is printed.)
+    assert r[:, 2].mean() >= 4 and r[:, 3].min() >= 0.95, "LIME lost fidelity to lime with 5,000 samples"
+    what = f"{len(rows)} phantoms, against lime with {REFERENCE_SAMPLES} samples"
+    record("lime_fidelity_top5_mean", r[:, 2].mean(), "of 5", baseline=r[:, 4].mean(),
+           baseline_is=f"lime defaults (1000 samples); {what}")
+    record("lime_fidelity_top5_min", r[:, 2].min(), "of 5", baseline=r[:, 4].min(),
+           baseline_is=f"lime defaults (1000 samples); {what}")
+    record("lime_fidelity_corr_min", r[:, 3].min(), "r", baseline=r[:, 5].min(),
+           baseline_is=f"lime defaults (1000 samples); {what}")
+    record("lime_samples_median", float(np.median(r[:, 0])), "samples", baseline=1000.0,
+           baseline_is="lime defaults")

@@ -1,4 +1,8 @@
-"""Benchmark: the Space under 16 concurrent ``gradio_client`` clients x 20 requests (``make bench``).
+"""Benchmark: the Space under 16 concurrent clients x 20 requests (``make bench``).
+
+Run twice: with HTTP clients calling as the page does (``_space_server.HttpCaller``; the figures named
+``..._16_clients``) and with ``gradio_client`` clients (``..._16_gradio_clients``), whose 50 ms polling of
+their own message queue adds to every request.
 
 ``python space/app.py`` runs as a real server on 127.0.0.1 with its own queue settings (2 requests at a
 time, 24 waiting). Each client sends 20 requests one after another: ``/diagnose`` of an example phantom
@@ -39,14 +43,16 @@ N_REQUESTS = 20
 MAX_RSS_GROWTH = 1.10
 
 
-def test_space_under_16_clients(tmp_path, record):
+@pytest.mark.parametrize("client", ["http", "gradio_client"])
+def test_space_under_16_clients(tmp_path, record, client):
     app = load_space_app()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         models = app.load_models()
     image = app.make_examples(tmp_path)[0][0]
     form = triage_form(models)
-    common = dict(image=image, form=form, request_timeout_s=120.0, deadline_s=600.0)
+    common = dict(image=image, form=form, request_timeout_s=120.0, deadline_s=600.0, client=client)
+    tag = "16_clients" if client == "http" else "16_gradio_clients"
 
     with start_space(tmp_path / "server.log") as server:
         warm = run_load(server.url, n_clients=N_CLIENTS, n_requests=1, **common)
@@ -59,7 +65,7 @@ def test_space_under_16_clients(tmp_path, record):
         alive = server.proc.poll() is None
 
     rate, solo_rate = load.completed / load.wall_s, solo.completed / solo.wall_s
-    print(f"\nSpace under load ({os.cpu_count()} CPUs, queue {app.CONCURRENCY_LIMIT} running / "
+    print(f"\nSpace under load, {client} clients ({os.cpu_count()} CPUs, queue {app.CONCURRENCY_LIMIT} running / "
           f"{app.QUEUE_MAX_SIZE} waiting): {N_CLIENTS} clients x {N_REQUESTS} requests, "
           f"{load.completed}/{load.planned} answered in {load.wall_s:.1f} s ({rate:.1f} req/s), "
           f"{len(load.errors)} errors\n"
@@ -72,15 +78,15 @@ def test_space_under_16_clients(tmp_path, record):
         print(f"  error: {e}")
     solo_is = f"1 client, the same {N_REQUESTS}-request mix, on the same server"
     # recorded before the checks: a failing run's error rate and memory are what one wants to see
-    record("space_p50_ms_16_clients", load.p(0.5), "ms", baseline=solo.p(0.5), ratio_is="value/baseline",
+    record("space_p50_ms_" + tag, load.p(0.5), "ms", baseline=solo.p(0.5), ratio_is="value/baseline",
            baseline_is=f"p50 of {solo_is}")
-    record("space_p95_ms_16_clients", load.p(0.95), "ms", baseline=solo.p(0.95), ratio_is="value/baseline",
+    record("space_p95_ms_" + tag, load.p(0.95), "ms", baseline=solo.p(0.95), ratio_is="value/baseline",
            baseline_is=f"p95 of {solo_is}")
-    record("space_requests_per_s_16_clients", rate, "requests/s", baseline=solo_rate,
+    record("space_requests_per_s_" + tag, rate, "requests/s", baseline=solo_rate,
            ratio_is="speed-up (value/baseline)", baseline_is=solo_is)
-    record("space_error_rate_16_clients", load.error_rate, "fraction",
+    record("space_error_rate_" + tag, load.error_rate, "fraction",
            baseline_is=f"none ({load.planned} requests planned; failed or unfinished count as errors)")
-    record("space_rss_mb_after_16_clients", rss_after, "MiB", baseline=rss_warm, ratio_is="value/baseline",
+    record("space_rss_mb_after_" + tag, rss_after, "MiB", baseline=rss_warm, ratio_is="value/baseline",
            baseline_is=f"server RSS after a warm-up round of {N_CLIENTS} clients")
     assert alive, server.log_tail()
     assert load.errors == [] and load.error_rate == 0.0, load.errors[:10]
