@@ -20,7 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import gradio as gr
 import numpy as np
@@ -468,13 +468,31 @@ def parse_value(value: Any) -> Any:
     return value
 
 
-def _named(fn: Callable, names: list[str], doc: str) -> Callable:
-    """Give a ``*values`` function a signature with the feature names, so the API documents them by name."""
-    fn.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None) for n in names])
-    fn.__doc__ = doc
-    fn.__name__ = "triage"
-    return fn
+def triage_api(handlers: "Handlers", schema: Any) -> Callable:
+    """The typed ``/triage`` API endpoint: one keyword per schema feature (numbers as numbers, yes/no as
+    booleans, ``None`` = unknown), documented with its unit, range and whether it may be left unknown.
+
+    The page's form (text boxes, so that an empty box means unknown) calls the same handler privately.
+    Returns (scores markdown, risk-group markdown, risk plot PNG, the Triage as a dict).
+    """
+    from gradio.data_classes import FileData
+
+    def triage(*values: Any) -> tuple[str, str, FileData, dict]:
+        scores, risk, plot, result = handlers.triage(dict(zip(schema.names, (parse_value(v) for v in values))))
+        return scores, risk, FileData(path=plot), result
+
+    params, lines = [], []
+    for f in schema.features:
+        kind = Optional[bool] if f.type == "bool" else Optional[float]
+        params.append(inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=kind))
+        unit = f" ({f.unit})" if f.unit else ""
+        lines.append(f"- {f.name}: {f.label}{unit}; {f.describe()}; "
+                     + ("may be None (unknown, imputed)" if f.imputable else "required"))
+    triage.__signature__ = inspect.Signature(params, return_annotation=tuple[str, str, FileData, dict])  # type: ignore[attr-defined]
+    triage.__annotations__ = {p.name: p.annotation for p in params} | {"return": tuple[str, str, FileData, dict]}
+    triage.__doc__ = ("Predict BASFI and BASDAI with prediction intervals and the surgical-risk group for one "
+                      "patient (phantom-trained demo models: not for clinical use). Parameters:\n" + "\n".join(lines))
+    return triage
 
 
 def _card_markdown(path: Path) -> str:
@@ -528,6 +546,72 @@ def about_markdown(models: Models) -> str:
     return "\n\n".join(parts)
 
 
+@dataclass(frozen=True)
+class TabSpec:
+    """What differs between the two diagnosis tabs (file upload and camera); the layout is shared."""
+
+    name: str          # the tab's title
+    key: str           # tab id, and prefix of the element ids ("rad" / "cam")
+    api_name: str      # the named API endpoint
+    intro: str
+    button: str
+    examples_label: str
+    photo: bool        # a phone photo: the input check (with its advice) comes before the heatmap
+
+
+RADIOGRAPH_TAB = TabSpec(
+    name="Radiograph", key="rad", api_name="diagnose", button="Analyse radiograph",
+    intro=("Upload an **AP pelvic radiograph**: DICOM (.dcm) from the modality or PACS, or a PNG / JPEG / TIFF "
+           "export. Uploads are deleted from the server within minutes."),
+    examples_label="Synthetic phantom radiographs (examples)", photo=False)
+CAMERA_TAB = TabSpec(
+    name="Camera", key="cam", api_name="diagnose_photo", button="Analyse photo",
+    intro=("Photograph a radiograph shown on a screen with the phone's rear camera, or pick a photo from the "
+           "gallery. Hold the phone parallel to the screen, fill the frame with the image, avoid reflections. "
+           "The result includes advice on photo quality."),
+    examples_label="Synthetic phone photo of a phantom (example)", photo=True)
+
+
+def diagnosis_tab(spec: TabSpec, handler: Callable, explain_choices: list[str], explain_info: str,
+                  examples: list[str]) -> gr.Button:
+    """One diagnosis tab (input, heatmap choice, button; finding, check, heatmap, members, JSON), wired to
+    ``handler`` under ``/spec.api_name``. Returns its "continue to clinical triage" button."""
+    k = spec.key
+    with gr.Tab(spec.name, id="radiograph" if k == "rad" else "camera", elem_id=f"tab-{spec.name.lower()}"):
+        gr.Markdown(spec.intro)
+        with gr.Row(equal_height=False):
+            with gr.Column(min_width=320):
+                if spec.photo:
+                    source = gr.Image(sources=["webcam", "upload"], type="filepath", image_mode=None,
+                                      label="Photo of the radiograph", elem_id="cam-image",
+                                      webcam_options=gr.WebcamOptions(mirror=False, constraints=REAR_CAMERA))
+                else:
+                    source = gr.File(label="Radiograph (DICOM, PNG, JPEG, TIFF)", type="filepath",
+                                     file_types=RADIOGRAPH_TYPES, elem_id="rad-file")
+                explain = gr.Radio(explain_choices, value=explain_choices[0], label="Heatmap", info=explain_info,
+                                   elem_id=f"{k}-explain")
+                button = gr.Button(spec.button, variant="primary", elem_id=f"{k}-btn")
+                if examples:
+                    gr.Examples([[p] for p in examples], inputs=[source], label=spec.examples_label)
+            with gr.Column(min_width=320):
+                finding = gr.Markdown(elem_id=f"{k}-finding")
+                to_triage = gr.Button("Continue to clinical triage →", visible=False, variant="secondary",
+                                      elem_id=f"{k}-to-triage")
+                heat_label = "Heatmap overlay" if spec.photo else "Heatmap overlay: where the models looked"
+                if spec.photo:
+                    check = gr.Markdown(elem_id=f"{k}-check")
+                heat = gr.Image(label=heat_label, type="numpy", interactive=False, format=HEATMAP_FORMAT,
+                                elem_id=f"{k}-heat")
+                members = gr.Markdown(elem_id=f"{k}-members")
+                if not spec.photo:
+                    check = gr.Markdown(elem_id=f"{k}-check")
+                with gr.Accordion("Full result (JSON)", open=False):
+                    result = gr.JSON(label="Diagnosis")
+    button.click(handler, inputs=[source, explain], outputs=[finding, members, check, heat, result, to_triage],
+                 api_name=spec.api_name, concurrency_id="models")
+    return to_triage
+
+
 def build_app(models: Models, *, examples_dir: Path | None = None) -> gr.Blocks:
     """Build the page over loaded models; ``examples_dir`` is where example images are written (a temp dir).
 
@@ -551,54 +635,9 @@ def build_app(models: Models, *, examples_dir: Path | None = None) -> gr.Blocks:
         gr.Markdown(f"# {TITLE}")
         gr.Markdown(notice(models), elem_id="notice")
         with gr.Tabs(selected="radiograph", overflow_behavior="wrap") as tabs:
-            with gr.Tab("Radiograph", id="radiograph", elem_id="tab-radiograph"):
-                gr.Markdown("Upload an **AP pelvic radiograph**: DICOM (.dcm) from the modality or PACS, or a "
-                            "PNG / JPEG / TIFF export. Uploads are deleted from the server within minutes.")
-                with gr.Row(equal_height=False):
-                    with gr.Column(min_width=320):
-                        rad_file = gr.File(label="Radiograph (DICOM, PNG, JPEG, TIFF)", type="filepath",
-                                           file_types=RADIOGRAPH_TYPES, elem_id="rad-file")
-                        rad_explain = gr.Radio(explain_choices, value=explain_choices[0], label="Heatmap",
-                                               info=explain_info, elem_id="rad-explain")
-                        rad_btn = gr.Button("Analyse radiograph", variant="primary", elem_id="rad-btn")
-                        if radiograph_examples:
-                            gr.Examples([[p] for p in radiograph_examples], inputs=[rad_file],
-                                        label="Synthetic phantom radiographs (examples)")
-                    with gr.Column(min_width=320):
-                        rad_finding = gr.Markdown(elem_id="rad-finding")
-                        rad_to_triage = gr.Button("Continue to clinical triage →", visible=False,
-                                                  variant="secondary", elem_id="rad-to-triage")
-                        rad_heat = gr.Image(label="Heatmap overlay: where the models looked", type="numpy",
-                                            interactive=False, format=HEATMAP_FORMAT, elem_id="rad-heat")
-                        rad_members = gr.Markdown(elem_id="rad-members")
-                        rad_check = gr.Markdown(elem_id="rad-check")
-                        with gr.Accordion("Full result (JSON)", open=False):
-                            rad_json = gr.JSON(label="Diagnosis")
-            with gr.Tab("Camera", id="camera", elem_id="tab-camera"):
-                gr.Markdown("Photograph a radiograph shown on a screen with the phone's rear camera, or pick a "
-                            "photo from the gallery. Hold the phone parallel to the screen, fill the frame with "
-                            "the image, avoid reflections. The result includes advice on photo quality.")
-                with gr.Row(equal_height=False):
-                    with gr.Column(min_width=320):
-                        cam_image = gr.Image(sources=["webcam", "upload"], type="filepath", image_mode=None,
-                                             label="Photo of the radiograph", elem_id="cam-image",
-                                             webcam_options=gr.WebcamOptions(mirror=False, constraints=REAR_CAMERA))
-                        cam_explain = gr.Radio(explain_choices, value=explain_choices[0], label="Heatmap",
-                                               info=explain_info, elem_id="cam-explain")
-                        cam_btn = gr.Button("Analyse photo", variant="primary", elem_id="cam-btn")
-                        if photo_examples:
-                            gr.Examples([[p] for p in photo_examples], inputs=[cam_image],
-                                        label="Synthetic phone photo of a phantom (example)")
-                    with gr.Column(min_width=320):
-                        cam_finding = gr.Markdown(elem_id="cam-finding")
-                        cam_to_triage = gr.Button("Continue to clinical triage →", visible=False,
-                                                  elem_id="cam-to-triage")
-                        cam_check = gr.Markdown(elem_id="cam-check")
-                        cam_heat = gr.Image(label="Heatmap overlay", type="numpy", interactive=False, format=HEATMAP_FORMAT,
-                                            elem_id="cam-heat")
-                        cam_members = gr.Markdown(elem_id="cam-members")
-                        with gr.Accordion("Full result (JSON)", open=False):
-                            cam_json = gr.JSON(label="Diagnosis")
+            to_triage = [diagnosis_tab(spec, handler, explain_choices, explain_info, examples)
+                         for spec, handler, examples in ((RADIOGRAPH_TAB, h.diagnose, radiograph_examples),
+                                                         (CAMERA_TAB, h.diagnose_photo, photo_examples))]
             with gr.Tab("Triage", id="triage", elem_id="tab-triage"):
                 gr.Markdown("For patients with AS: predicts **BASFI** (function) and **BASDAI** (disease "
                             "activity) from a few clinical variables, and the risk group for needing surgery. "
@@ -620,21 +659,13 @@ def build_app(models: Models, *, examples_dir: Path | None = None) -> gr.Blocks:
                 gr.Markdown(about_markdown(models), elem_id="about")
         gr.Markdown(BUSY, elem_id="busy")
 
-        rad_btn.click(h.diagnose, inputs=[rad_file, rad_explain],
-                      outputs=[rad_finding, rad_members, rad_check, rad_heat, rad_json, rad_to_triage],
-                      api_name="diagnose", concurrency_id="models")
-        cam_btn.click(h.diagnose_photo, inputs=[cam_image, cam_explain],
-                      outputs=[cam_finding, cam_members, cam_check, cam_heat, cam_json, cam_to_triage],
-                      api_name="diagnose_photo", concurrency_id="models")
-
         def run_triage(*values: Any) -> tuple:
             return h.triage({n: parse_value(v) for n, v in zip(names, values)})
 
-        _named(run_triage, [n for n, _ in named],
-               "Predict BASFI and BASDAI with prediction intervals and the surgical-risk group for one patient.")
         tri_btn.click(run_triage, inputs=[c for _, c in named], outputs=[tri_scores, tri_risk, tri_plot, tri_json],
-                      api_name="triage", concurrency_id="models")
-        for b in (rad_to_triage, cam_to_triage):
+                      api_visibility="private", concurrency_id="models")
+        gr.api(triage_api(h, models.triager.schema), api_name="triage", concurrency_id="models")
+        for b in to_triage:
             b.click(lambda: gr.Tabs(selected="triage"), outputs=tabs, api_visibility="private", queue=False)
     return demo
 

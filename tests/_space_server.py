@@ -286,8 +286,8 @@ def run_load(url: str, *, n_clients: int, n_requests: int, image: str, form: dic
 
 
 def triage_form(models: Any) -> dict[str, Any]:
-    """The /triage endpoint's keyword arguments for a valid patient (unknown fields as empty strings)."""
+    """The /triage endpoint's keyword arguments for a valid patient (numbers; unknown fields None)."""
     sys.path.insert(0, str(ROOT / "tests"))
     from test_space_handlers import valid_patient
 
-    return {k: ("" if v is None else v) for k, v in valid_patient(models).items()}
+    return dict(valid_patient(models))

@@ -58,7 +58,16 @@ def test_named_endpoints_are_documented(served, library):
     api = client.view_api(print_info=False, return_format="dict")
     named = api["named_endpoints"]
     assert {"/diagnose", "/triage"} <= set(named)
-    assert [p["parameter_name"] for p in named["/triage"]["parameters"]] == models.triager.schema.names
+    params = named["/triage"]["parameters"]
+    assert [p["parameter_name"] for p in params] == models.triager.schema.names
+    description = named["/triage"]["description"]
+    for p, f in zip(params, models.triager.schema.features):   # numbers are numbers; units and rules described
+        assert p["parameter_default"] is None
+        if f.type == "bool":
+            assert "bool" in p["python_type"]["type"], p
+        else:
+            assert "float" in p["python_type"]["type"] and "str" not in p["python_type"]["type"], p
+            assert f"- {f.name}: {f.label}" in description and (not f.unit or f"({f.unit})" in description)
 
 
 def test_diagnose_endpoint(served, library):
@@ -94,20 +103,22 @@ def test_triage_endpoint(served, library):
     client, _, _ = served
     _, models, _ = library
     patient = valid_patient(models)
-    form = {k: ("" if v is None else v) for k, v in patient.items()}
-    scores, risk, plot, result = client.predict(api_name="/triage", **form)
+    scores, risk, plot, result = client.predict(api_name="/triage", **patient)   # None: unknown
     expected = models.triager(patient)
     assert result["basfi"] == pytest.approx(expected.basfi) and result["basdai"] == pytest.approx(expected.basdai)
     assert 0.0 <= result["basfi"] <= 10.0
     assert result["groups"] == expected.groups and result["risk"] == expected.risk
     assert result["imputed"] == expected.imputed
     assert f"**{expected.basfi:.1f}**" in scores
+    typed = {k: (v == "yes" if isinstance(v, str) else v) for k, v in patient.items()}   # yes/no as booleans
+    assert client.predict(api_name="/triage", **typed)[3]["basfi"] == pytest.approx(expected.basfi)
+    assert plot["path"].endswith(".png")
 
 
 def test_out_of_range_triage_input_gets_a_readable_error(served, library):
     client, _, _ = served
     _, models, _ = library
-    form = {k: ("" if v is None else v) for k, v in valid_patient(models).items()}
+    form = dict(valid_patient(models))
     feats = [f for f in models.triager.schema.features if f.type != "bool"]
     too_high, too_low = feats[0], feats[-1]
     form[too_high.name] = too_high.max * 10 + 1
