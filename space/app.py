@@ -222,18 +222,20 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, *, signed: bool = False, max
     img = np.asarray(image, dtype=np.float32)
     h, w = img.shape
     scale = min(1.0, max_side / max(h, w))
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    base = np.asarray(Image.fromarray(img).resize(size, Image.BILINEAR), dtype=np.float32)
-    hm = np.asarray(Image.fromarray(np.asarray(heatmap, dtype=np.float32)).resize(size, Image.BILINEAR))
-    hm = np.nan_to_num(hm.astype(np.float32))
+    hm = np.nan_to_num(np.asarray(heatmap, dtype=np.float32))
+    if scale < 1.0:
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        img = np.asarray(Image.fromarray(img).resize(size, Image.BILINEAR), dtype=np.float32)
+        hm = np.asarray(Image.fromarray(hm).resize(size, Image.BILINEAR), dtype=np.float32)
     if signed:
         strength = np.clip(np.abs(hm), 0, 1)
-        colour = np.where((hm >= 0)[..., None], np.array([0.86, 0.1, 0.1]), np.array([0.1, 0.35, 0.95]))
+        colour = np.where((hm >= 0)[..., None], np.array([0.86, 0.1, 0.1], np.float32),
+                          np.array([0.1, 0.35, 0.95], np.float32))
     else:
         strength = np.clip(hm, 0, 1)
         colour = np.stack([np.ones_like(strength), 1 - 0.85 * strength, np.zeros_like(strength)], axis=-1)
-    weight = alpha * (strength ** 1.5)[..., None]   # faint heat stays faint: the radiograph shows through
-    out = (1 - weight) * np.clip(base, 0, 1)[..., None] + weight * colour
+    weight = alpha * (strength * np.sqrt(strength))[..., None]   # strength^1.5: faint heat stays faint
+    out = (1 - weight) * np.clip(img, 0, 1)[..., None] + weight * colour
     return (np.clip(out, 0, 1) * 255).round().astype(np.uint8)
 
 
