@@ -28,6 +28,7 @@ import numpy as np
 import as_ai
 from as_ai.errors import AsAiError, InvalidImageError, InvalidPatientError, ModelLoadError
 from as_ai.hub import default_model_id
+from as_ai.plots import draw_risk_curves
 
 log = logging.getLogger("as_ai.space")
 
@@ -371,18 +372,9 @@ def risk_plot(t: Any):
 
     fig = Figure(figsize=(9, 3.8), layout="constrained")
     axes = fig.subplots(1, 2, sharey=True)
-    colours = {"high": "#b91c1c", "low": "#1d4ed8"}
     for ax, key, name in zip(axes, ("basfi", "basdai"), ("BASFI", "BASDAI")):
         curves = {g: c for g, c in t.curves.get(key, {}).items() if isinstance(c, dict) and "risk" in c}
-        for grp, c in sorted(curves.items()):
-            mine = grp == t.groups[key]
-            x, y = np.asarray(c["time"], float), np.asarray(c["risk"], float)
-            colour = colours.get(grp, "#6b7280")
-            label = f"{grp} {name} (n={c.get('n', '?')})" + ("  ← patient's group" if mine else "")
-            ax.step(x, y, where="post", lw=3.2 if mine else 1.4, color=colour, alpha=1.0 if mine else 0.5,
-                    label=label, gid=f"{key}-{grp}{'-patient' if mine else ''}")
-            if "lower" in c and "upper" in c:
-                ax.fill_between(x, c["lower"], c["upper"], step="post", color=colour, alpha=0.18 if mine else 0.06)
+        draw_risk_curves(ax, curves, highlight=t.groups[key], name=name)
         ax.set_title(f"{name} cut-off {t.cutoffs[key]:.2f}: patient in the {t.groups[key]} group", fontsize=10)
         ax.set_xlabel("years of follow-up")
         ax.legend(loc="upper left", fontsize=8)
