@@ -245,6 +245,12 @@ def _sampling(num_samples: int | None) -> tuple[int, _lime.StopRule | None]:
     return int(num_samples), None
 
 
+def _batch(precision: str) -> int:
+    """The scoring batch that runs fastest per image on a CPU (measured on 2 cores: bfloat16 gains up to
+    64, float32 loses beyond 16 as activations overflow the caches)."""
+    return 32 if precision == "bfloat16" else 16
+
+
 def _explained_probability(diagnoser: "Diagnoser", setup: _LimeSetup) -> float:
     """The calibrated P(AS) of the explained view, at full precision (the diagnosis's own number)."""
     grids = _grid_fn(diagnoser, setup.preprocess.crop)(torch.from_numpy(setup.view)[None])
@@ -264,12 +270,13 @@ def _superpixel_explanation(method: str, setup: _LimeSetup, weights: np.ndarray,
 
 
 def lime(diagnoser: "Diagnoser", image: Any, *, num_samples: int | None = None, n_segments: int = _lime.N_SEGMENTS,
-         batch_size: int = 16, seed: int = 0, precision: str = "auto",
+         batch_size: int | None = None, seed: int = 0, precision: str = "auto",
          progress: Callable[[int, int], None] | None = None) -> Explanation:
     """LIME superpixel weights for P(AS), on the input image's pixel grid.
 
     Superpixels are SLIC regions of what the model sees (the preprocessed crop). Random on/off patterns
-    (hidden superpixels filled with their mean) are scored by the ensemble ``batch_size`` at a time and
+    (hidden superpixels filled with their mean) are scored by the ensemble ``batch_size`` at a time (default:
+    what runs fastest on a CPU, 32 in bfloat16 and 16 in float32) and
     ``lime`` fits its weighted ridge model. ``num_samples=None`` (the default) scores patterns until the
     top-5 regions and the weights stop changing (:class:`as_ai._lime.StopRule`; at most 1,000, typically
     about 350); a number scores exactly that many, as ``lime`` does. ``precision`` is that of the
@@ -291,7 +298,7 @@ def lime(diagnoser: "Diagnoser", image: Any, *, num_samples: int | None = None, 
     t0 = time.perf_counter()
     setup = _lime_setup(diagnoser, image, n_segments=n_segments, precision=used)
     weights, details = _lime.run_lime(setup.view, setup.segments, setup.predictor, num_samples=limit,
-                                      batch_size=batch_size, seed=seed, stop=stop, progress=progress)
+                                      batch_size=batch_size or _batch(used), seed=seed, stop=stop, progress=progress)
     prob = _explained_probability(diagnoser, setup)
     params = {"superpixels": int(len(weights)), "segmentation": "slic", "compactness": _lime.SLIC_COMPACTNESS,
               "seed": seed, "precision": used, "sampling": "until stable" if stop else "fixed",
@@ -424,7 +431,7 @@ class NormLime:
 
 
 def lime_with_features(diagnoser: "Diagnoser", image: Any, *, num_samples: int | None = None,
-                       n_segments: int = _lime.N_SEGMENTS, batch_size: int = 16, seed: int = 0,
+                       n_segments: int = _lime.N_SEGMENTS, batch_size: int | None = None, seed: int = 0,
                        member: str | None = None, precision: str = "auto",
                        progress: Callable[[int, int], None] | None = None
                        ) -> tuple[np.ndarray, np.ndarray, _LimeSetup]:
@@ -433,13 +440,13 @@ def lime_with_features(diagnoser: "Diagnoser", image: Any, *, num_samples: int |
     used = scoring.resolve_precision(precision, diagnoser.device)
     setup = _lime_setup(diagnoser, image, n_segments=n_segments, precision=used)
     weights, _ = _lime.run_lime(setup.view, setup.segments, setup.predictor, num_samples=limit,
-                                batch_size=batch_size, seed=seed, stop=stop, progress=progress)
+                                batch_size=batch_size or _batch(used), seed=seed, stop=stop, progress=progress)
     feats = superpixel_features(diagnoser, setup.view, setup.segments, member=member)
     return weights, feats, setup
 
 
 def normlime(diagnoser: "Diagnoser", image: Any, stats: NormLime | str | Path, *, num_samples: int | None = None,
-             n_segments: int | None = None, batch_size: int = 16, seed: int = 0, precision: str = "auto",
+             n_segments: int | None = None, batch_size: int | None = None, seed: int = 0, precision: str = "auto",
              progress: Callable[[int, int], None] | None = None) -> Explanation:
     """NormLIME map of one image: its LIME weights times the global importance of their clusters.
 
