@@ -74,6 +74,20 @@ def _time_pair(served, direct, n: int) -> tuple[list[float], list[float]]:
     return a, b
 
 
+def _gradio_floor_app():
+    """A Gradio app with the /diagnose endpoint's components whose function does nothing: the serving floor."""
+    import gradio as gr
+
+    def nothing(path, explain):
+        return "finding", "members", "check", gr.update(value=None), {"label": "non-AS"}, gr.update(visible=False)
+
+    with gr.Blocks(analytics_enabled=False) as demo:
+        f, r = gr.File(type="filepath"), gr.Radio(["None"], value="None")
+        outs = [gr.Markdown(), gr.Markdown(), gr.Markdown(), gr.Image(format="jpeg"), gr.JSON(), gr.Button()]
+        gr.Button().click(nothing, [f, r], outs, api_name="diagnose")
+    return demo
+
+
 def test_space_cold_start_and_latency(tmp_path, record):
     from gradio_client import Client, handle_file
 
@@ -107,6 +121,19 @@ def test_space_cold_start_and_latency(tmp_path, record):
             served(), direct()  # warm-up
             s, d = _time_pair(served, direct, N_REQUESTS)
             rows.append((name, statistics.median(s), percentile(s, 0.95), statistics.median(d)))
+        # Gradio's own floor, side by side: the same components and upload, a function that does nothing
+        from _space_server import free_port
+
+        floor_app = _gradio_floor_app().queue()
+        floor_port = free_port()
+        floor_app.launch(prevent_thread_lock=True, server_port=floor_port, quiet=True)
+        floor = HttpCaller(f"http://127.0.0.1:{floor_port}/")
+        try:
+            floor.diagnose(image), http.diagnose(image, "None")
+            f, sp = _time_pair(lambda: floor.diagnose(image), lambda: http.diagnose(image, "None"), N_REQUESTS)
+        finally:
+            floor.close()
+            floor_app.close()
         http.close()
 
     print(f"\nSpace benchmarks ({os.cpu_count()} CPUs visible; {N_REQUESTS} sequential requests each)")
@@ -115,7 +142,14 @@ def test_space_cold_start_and_latency(tmp_path, record):
     for name, p50, p95, lib in rows:
         print(f"  {name:<32} p50 {p50:8.1f} ms  p95 {p95:8.1f} ms   library call {lib:7.1f} ms   "
               f"ratio {p50 / lib:5.2f}")
+    floor_p50, space_p50 = statistics.median(f), statistics.median(sp)
+    lib_p50 = rows[0][3]
+    print(f"  Gradio's floor (same components, a function that does nothing): p50 {floor_p50:6.1f} ms; "
+          f"Space {space_p50:.1f} ms = library {lib_p50:.1f} + floor {floor_p50:.1f} + "
+          f"{space_p50 - lib_p50 - floor_p50:+.1f} ms of the Space's own")
     assert space_cold > 0 and all(r[1] > 0 for r in rows)
+    record("space_gradio_floor_p50_ms", floor_p50, "ms", baseline=space_p50, ratio_is="value/baseline",
+           baseline_is="the Space's /diagnose p50 in the same run (HTTP as the page calls)")
     record("space_cold_start_s", space_cold, "s", baseline=lib_cold, ratio_is="value/baseline",
            baseline_is="fresh library process: import as_ai, load both models, diagnose the same image")
     by_name = {r[0]: r for r in rows}
