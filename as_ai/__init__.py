@@ -34,8 +34,8 @@ _LAZY = {
     "triage": "as_ai.clinical",
     "Triager": "as_ai.clinical",
     "Triage": "as_ai.clinical",
-    "load_radiograph": "as_ai.imaging",
-    "Radiograph": "as_ai.imaging",
+    "load_radiograph": "as_ai.decoding",
+    "Radiograph": "as_ai.radiograph",
     "clear_cache": "as_ai.hub",
 }
 
@@ -63,4 +63,5 @@ if TYPE_CHECKING:  # pragma: no cover
     from .clinical import Triage, Triager, triage
     from .diagnosis import Diagnoser, Diagnosis, diagnose
     from .hub import clear_cache
-    from .imaging import Radiograph, load_radiograph
+    from .decoding import load_radiograph
+    from .radiograph import Radiograph

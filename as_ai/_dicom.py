@@ -1,4 +1,4 @@
-"""DICOM radiographs to display-ready grey pixels (private to ``as_ai.imaging``).
+"""DICOM radiographs to display-ready grey pixels (private to ``as_ai.decoding``).
 
 Order of operations, as a DICOM viewer shows the image (PS3.4 N.2): stored values -> modality LUT
 (rescale slope/intercept or Modality LUT Sequence) -> VOI LUT (VOI LUT Sequence, else window

@@ -1,4 +1,4 @@
-"""Size limits checked before an image is decoded (private to ``as_ai.imaging``).
+"""Size limits checked before an image is decoded (private to ``as_ai.decoding``).
 
 A hostile or broken file can claim any size in its header; decoding it first and checking after
 would allocate what the header claims. Every reader in ``as_ai`` asks a :class:`Limits` first.

@@ -36,7 +36,8 @@ from ._repo_io import (FORMAT_VERSION, MEMBER_CONFIG, WEIGHTS_NAME, check_member
 from .ensemble import Calibration, Ensemble, combine_weights
 from .errors import ModelLoadError
 from .exposure import ExposureCheck, check_exposure
-from .imaging import Radiograph, load_radiograph
+from .decoding import load_radiograph
+from .radiograph import Radiograph
 from .quality import InputCheck, InputGate, build_check, check_photo, may_be_camera_picture, no_gate_warning
 from .transforms import Preprocess, photo_stretch_from_config, photo_view, scaled_for_size, to_model_input
 

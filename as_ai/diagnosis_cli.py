@@ -70,7 +70,7 @@ def run_diagnose(args: argparse.Namespace) -> int:
     from . import hub
     from .diagnosis import Diagnoser
     from .errors import InvalidImageError
-    from .imaging import load_radiograph
+    from .decoding import load_radiograph
 
     if args.batch_size < 1:
         raise SystemExit(f"as-ai diagnose: --batch-size must be >= 1, got {args.batch_size}")

@@ -33,7 +33,8 @@ import torch
 import torch.nn.functional as F
 
 from . import _gradcam, _lime, scoring
-from .imaging import Radiograph, load_radiograph
+from .decoding import load_radiograph
+from .radiograph import Radiograph
 from .transforms import Preprocess, crop_box, model_grey, normalise, resized_size, to_input_grid  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -1,4 +1,4 @@
-"""The model's view of an image: the one place where a :class:`~as_ai.imaging.Radiograph` becomes the
+"""The model's view of an image: the one place where a :class:`~as_ai.radiograph.Radiograph` becomes the
 tensor a member reads.
 
 Every path goes through here: :class:`~as_ai.Diagnoser` inference, Grad-CAM, LIME and NormLIME, the
@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 
 from .errors import ModelLoadError
-from .imaging import Radiograph, load_radiograph
+from .decoding import load_radiograph
+from .radiograph import Radiograph
 
 if TYPE_CHECKING:  # torch is imported on first use, so loading images stays light
     import torch
@@ -295,7 +296,7 @@ def finish_grey(crop: "torch.Tensor", p: Preprocess) -> "torch.Tensor":
 def model_grey(image: Radiograph | np.ndarray, p: Preprocess) -> "torch.Tensor":
     """The grey crop (1 × crop × crop, float32, before :func:`normalise`) a member reading ``p`` sees.
 
-    Arrays go through :func:`~as_ai.imaging.load_radiograph` first, so they follow its rules and limits.
+    Arrays go through :func:`~as_ai.decoding.load_radiograph` first, so they follow its rules and limits.
     A photo already stretched by :func:`photo_view` is not standardised again (step 3 of the module).
     """
     from torchvision.transforms.v2 import functional as F
@@ -326,7 +327,7 @@ def to_model_input(images: Sequence[Radiograph | np.ndarray], p: Preprocess) -> 
     to stacking ``eval_transform(p)`` over the images.
 
     Raises:
-        InvalidImageError: an array is not a valid image (see :func:`~as_ai.imaging.load_radiograph`).
+        InvalidImageError: an array is not a valid image (see :func:`~as_ai.decoding.load_radiograph`).
 
     Example:
         >>> import numpy as np

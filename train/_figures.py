@@ -144,7 +144,7 @@ def draw_confusion(m: Mapping[str, Any], path: Path) -> Path:
 
 def draw_all(pred: pd.DataFrame, m: Mapping[str, Any], out: Path) -> list[Path]:
     """Every figure of the report into ``out``; returns their paths."""
-    from train.evaluate import MEMBER
+    from train._columns import MEMBER
 
     ycol = f"y_{m['truth']}"
     clean = pred[pred["set"] == "clean"]

@@ -35,12 +35,9 @@ import numpy as np
 import pandas as pd
 
 from as_ai.metrics import auc_ci, binary_report, cohen_kappa, delong_test
+from train._columns import GRADE_COLUMNS, MEMBER, PREDICTIONS, READER
 
 TRUTHS = {"true": "true_label", "reference": "label"}
-PREDICTIONS = "predictions.csv"
-MEMBER = "member:"          # predictions.csv column prefix of a member's own P(AS)
-READER = "reader:"          # predictions.csv column prefix of a simulated reader's call (1 = AS)
-GRADE_COLUMNS = ("grade_left", "grade_right", "reader_grade_left", "reader_grade_right")
 _SCORE_COLUMNS = ("prob", "label", "in_distribution")
 SOFTNESS_SIGMAS = (0.5, 1.0)  # Gaussian blur, px at the model's reading scale (sigma 1 is a slightly soft image)
 
