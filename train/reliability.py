@@ -15,7 +15,7 @@ read through ``Diagnoser.diagnose_batch`` as a user's would be:
    2nd-98th percentile, an 8-bit JPEG export; and an inverted image. For each: the share refused (``indeterminate``, with the exposure
    fault named), the share that changed label without a refusal, the median |change of P(AS)|.
 
-Writes ``reliability.json`` and ``reliability.md`` (the table the README quotes). Synthetic phantoms only.
+Writes ``reliability.json`` and ``reliability.md`` (the table docs/reliability.md quotes). Synthetic phantoms only.
 """
 from __future__ import annotations
 
