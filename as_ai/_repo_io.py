@@ -1,4 +1,4 @@
-"""Reading and writing the diagnosis model repository (private machinery of :mod:`as_ai.diagnosis`).
+"""Reading and writing the diagnosis model repository's files (private machinery of :mod:`as_ai.diagnoser`).
 
 Layout (DESIGN.md)::
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -26,11 +25,8 @@ from torch import nn
 
 from .errors import ModelLoadError
 from .hub import CONFIG_NAME, sha256_file
-
-FORMAT_VERSION = 1
-WEIGHTS_NAME = "model.safetensors"
-MEMBER_CONFIG = "config.json"
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+from .preprocess import Preprocess, scaled_for_size
+from .repo_config import LABELS, MEMBER_CONFIG, WEIGHTS_NAME, DiagnosisRepoConfig, MemberEntry, repo_error
 
 
 def member_config(model: nn.Module, *, arch: str, input_size: int, mean: Sequence[float], std: Sequence[float],
@@ -111,12 +107,47 @@ def load_member(folder: Path, *, model_id: str, revision: str | None = None) -> 
     return model.eval(), cfg
 
 
-def check_member_name(name: str) -> str:
-    """Member names become folder names: letters, digits, ``_.-``, at most 64 characters."""
-    if not isinstance(name, str) or not _NAME_RE.match(name) or name in {".", ".."}:
-        raise ValueError(f"member name {name!r} is not allowed: use letters, digits, '_', '.', '-' "
-                         "(at most 64 characters, not starting with a symbol)")
-    return name
+def load_members(repo: DiagnosisRepoConfig, folder: Path, *, model_id: str, revision: str | None = None
+                 ) -> tuple[dict[str, nn.Module], dict[str, str], dict[str, int]]:
+    """Load every member ``repo`` lists from ``folder``, checked against its entry: (modules, archs, input sizes).
+
+    Raises:
+        ModelLoadError: a member's files cannot be read, or its config.json names another architecture or
+            another number of classes than a diagnosis member has.
+    """
+    members, archs, sizes = {}, {}, {}
+    for entry in repo.members:
+        model, mcfg = load_member(folder / entry.path, model_id=model_id, revision=revision)
+        if entry.arch not in (None, mcfg["architecture"]):
+            raise repo_error(model_id, revision, f"member {entry.name!r} says arch {entry.arch!r} but its "
+                                                 f"config.json says {mcfg['architecture']!r}")
+        if int(mcfg["num_classes"]) != len(LABELS):
+            raise repo_error(model_id, revision, f"member {entry.name!r} has {mcfg['num_classes']} classes; "
+                                                 "diagnosis members need 2")
+        members[entry.name], archs[entry.name] = model, mcfg["architecture"]
+        size = int(mcfg.get("pretrained_cfg", {}).get("input_size", [3, 0, 0])[-1])
+        sizes[entry.name] = size or repo.preprocess.crop
+    return members, archs, sizes
+
+
+def save_members(folder: Path, ensemble: Any, *, archs: Mapping[str, str], cv_aucs: Mapping[str, float | None],
+                 preprocess: Preprocess, dtype: torch.dtype = torch.float16) -> list[MemberEntry]:
+    """Write every member of ``ensemble`` to ``folder/members/<name>/`` in timm format; their entries, in order.
+
+    Each member's ``config.json`` records its own input size and ``preprocess`` scaled to it.
+    """
+    entries = []
+    for i, name in enumerate(ensemble.names):
+        module = ensemble.members[f"m{i}"]
+        size = ensemble.input_sizes[name]
+        ps = scaled_for_size(preprocess, size)
+        mcfg = member_config(module, arch=archs[name], input_size=size, mean=preprocess.mean, std=preprocess.std,
+                             crop_pct=ps.crop / ps.resize_short, label_names=LABELS)
+        entry = MemberEntry(name=name, path=f"members/{name}", arch=archs[name], weight=float(ensemble.weights[i]),
+                            cv_auc=cv_aucs[name])
+        save_member(folder / entry.path, module, mcfg, dtype=dtype)
+        entries.append(entry)
+    return entries
 
 
 def write_config(folder: Path, config: dict[str, Any], *, hashed: Sequence[str]) -> dict[str, Any]:
@@ -152,5 +183,5 @@ def default_card(config: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["FORMAT_VERSION", "member_config", "save_member", "load_member", "write_config", "default_card",
-           "check_member_name"]
+__all__ = ["member_config", "save_member", "load_member", "load_members", "save_members", "write_config",
+           "default_card"]

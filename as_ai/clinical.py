@@ -243,12 +243,26 @@ _FRAME_COLUMNS = ["basfi", "basfi_low", "basfi_high", "basfi_group", "basdai", "
                   "basdai_group", "risk", "imputed"]
 
 
+def load_triager(model: str | os.PathLike | None = None, revision: str | None = None) -> Triager:
+    """The :class:`Triager` for (``model``, ``revision``), loaded once per process and kept.
+
+    ``model=None`` uses ``AS_AI_TRIAGE_MODEL`` or the bundled demo model (trained on a synthetic cohort,
+    with a one-time :class:`~as_ai.errors.SyntheticModelWarning`). :func:`triage` uses the same instance;
+    :func:`as_ai.clear_cache` forgets it.
+
+    Raises:
+        ModelLoadError / UntrustedModelError: the model cannot be loaded or verified.
+    """
+    return hub.load_cached("triage", model, revision, Triager.from_pretrained)
+
+
 def triage(patient: Mapping[str, Any] | pd.DataFrame, model: str | os.PathLike | None = None,
            revision: str | None = None) -> Triage:
     """Predict BASFI and BASDAI for one patient and place them in a surgical-risk group.
 
     ``model=None`` uses ``AS_AI_TRIAGE_MODEL`` or the bundled demo model (trained on a synthetic cohort,
-    with a one-time :class:`~as_ai.errors.SyntheticModelWarning`). The loaded model is kept for later calls.
+    with a one-time :class:`~as_ai.errors.SyntheticModelWarning`). The loaded model is kept for later calls
+    (:func:`load_triager`).
 
     Raises:
         InvalidPatientError: bad patient fields (all named in ``.fields``).
@@ -259,11 +273,9 @@ def triage(patient: Mapping[str, Any] | pd.DataFrame, model: str | os.PathLike |
         >>> t.risk in ("high", "low")                                          # doctest: +SKIP
         True
     """
-    model_id = os.fspath(model) if model is not None else hub.default_model_id("triage")
-    triager = hub.cached("triage", model_id, revision, lambda: Triager.from_pretrained(model_id, revision))
-    if triager.resolved is not None:
-        hub.warn_if_demo(triager.resolved)
+    # load_triager's one line, called from here so that the demo warning names the caller of triage()
+    triager = hub.load_cached("triage", model, revision, Triager.from_pretrained)
     return triager(patient)
 
 
-__all__ = ["Triage", "Triager", "triage", "TARGETS"]
+__all__ = ["Triage", "Triager", "triage", "load_triager", "TARGETS"]

@@ -68,7 +68,7 @@ def run_diagnose(args: argparse.Namespace) -> int:
     import torch
 
     from . import hub
-    from .diagnosis import Diagnoser
+    from .diagnoser import Diagnoser
     from .errors import InvalidImageError
     from .decoding import load_radiograph
 

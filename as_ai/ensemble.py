@@ -100,6 +100,28 @@ class Ensemble(nn.Module):
         """Where the members' weights are (inputs are moved there; outputs stay there)."""
         return self.weights.device
 
+    def move_to(self, device: str | torch.device) -> None:
+        """Move the members to ``device``, checked first; on a failed move they go back to the CPU.
+
+        Raises:
+            ValueError: ``device`` is not a device name torch knows, or names a GPU torch cannot see.
+        """
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"unknown device {device!r} ({exc}); use 'cpu', 'cuda' or 'cuda:N'") from None
+        if dev.type == "meta":
+            raise ValueError("device 'meta' holds no weights; use 'cpu', 'cuda' or 'cuda:N'")
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: torch sees no CUDA GPU here; use 'cpu'")
+        if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: torch sees {torch.cuda.device_count()} CUDA GPU(s)")
+        try:
+            self.to(dev)
+        except (RuntimeError, AssertionError) as exc:   # e.g. "mps" on a machine without it
+            self.to("cpu")
+            raise ValueError(f"device {device!r} cannot be used here ({exc}); use 'cpu'") from None
+
     def _inputs(self, x: torch.Tensor | Mapping[int, torch.Tensor]) -> Mapping[int, torch.Tensor]:
         if isinstance(x, torch.Tensor):
             if len(self.sizes) > 1:

@@ -337,8 +337,11 @@ def default_model_id(kind: str) -> str:
 _warned_demo: set[str] = set()
 
 
-def warn_if_demo(resolved: ResolvedModel) -> None:
-    """Warn once per process and model that a synthetic / phantom-trained model is in use."""
+def warn_if_demo(resolved: ResolvedModel, *, stacklevel: int = 3) -> None:
+    """Warn once per process and model that a synthetic / phantom-trained model is in use.
+
+    ``stacklevel`` is ``warnings.warn``'s, counted from here: the default 3 names the caller of the function
+    that called this one."""
     training = resolved.config.get("training", {})
     synthetic = bool(training.get("synthetic", False)) or resolved.path.resolve().is_relative_to(DEMO_DIR)
     if synthetic and resolved.provenance not in _warned_demo:
@@ -347,7 +350,7 @@ def warn_if_demo(resolved: ResolvedModel) -> None:
             f"The {resolved.kind} model {resolved.provenance} was trained on synthetic / phantom data. It is for "
             "demonstration and research only, not for clinical use. Pass model= or set "
             f"{ENV_VARS[resolved.kind]} to use a model trained on real data.",
-            SyntheticModelWarning, stacklevel=3)
+            SyntheticModelWarning, stacklevel=stacklevel)
 
 
 # --- the one model cache: (kind, model id, revision) -> loaded object -------------------------------
@@ -362,6 +365,23 @@ def cached(kind: str, model_id: str, revision: str | None, load: Callable[[], T]
         if key not in _cache:
             _cache[key] = load()
         return _cache[key]
+
+
+def load_cached(kind: str, model: str | os.PathLike | None, revision: str | None,
+                load: Callable[[str, str | None], T], *, stacklevel: int = 2) -> T:
+    """The model of ``kind`` for (``model``, ``revision``), loaded once per process with ``load(model_id, revision)``.
+
+    ``model=None`` is :func:`default_model_id` (the env variable, else the bundled demo); a model trained on
+    synthetic data warns once (:func:`warn_if_demo`), naming the code ``stacklevel`` frames above the caller
+    of this function as ``warnings.warn`` counts (2: the caller's caller). What :func:`as_ai.load_diagnoser`,
+    :func:`as_ai.load_triager`, :func:`as_ai.diagnose` and :func:`as_ai.triage` share.
+    """
+    model_id = os.fspath(model) if model is not None else default_model_id(kind)
+    loaded = cached(kind, model_id, revision, lambda: load(model_id, revision))
+    resolved = getattr(loaded, "resolved", None)
+    if resolved is not None:
+        warn_if_demo(resolved, stacklevel=stacklevel + 2)
+    return loaded
 
 
 def clear_cache() -> None:

@@ -22,14 +22,18 @@ import dataclasses
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
 from . import _gate, _photo
 from ._gate import GATE_FILE, METHOD, PARTS, GateStats, fit_stats, image_descriptor, load_parts, save_parts
 from .errors import NoInputGateWarning
-from .exposure import ExposureCheck
+from .exposure import ExposureCheck, check_exposure
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .preprocess import Preprocess
+    from .radiograph import Radiograph
 
 OOD_REASON = ("The image does not look like an AP pelvic radiograph of the kind the model was trained on "
               "(input-gate score {score:.2f}, limit {threshold:.2f}), so no diagnosis is given. Use a frontal "
@@ -149,6 +153,19 @@ def check_photo(pixels: np.ndarray, *, meta: Mapping[str, Any] | None = None,
     score = float(np.prod([1.0 - sev[k] for k in considered]))
     advice = [_photo.ADVICE[i] if is_photo or i != "blur" else _photo.ADVICE["blur_digital"] for i in issues]
     return PhotoCheck(is_photo=is_photo, score=score, issues=issues, advice=advice, measures=measures)
+
+
+def image_checks(rg: "Radiograph", descriptor: bool, preprocess: "Preprocess | None" = None
+                 ) -> tuple[PhotoCheck, np.ndarray | None, ExposureCheck]:
+    """The photo check, (if asked) the gate's image descriptor and the exposure check, from one shrunk view.
+
+    A photo of a screen gets no mid-tone check: its grey scale is the screen's and the camera's, and the
+    photo check names what to fix.
+    """
+    view = rg.work_view
+    photo = check_photo(view, meta=rg.meta, original_shape=rg.shape)
+    exposure = check_exposure(view, pixels=rg.pixels, preprocess=None if photo.is_photo else preprocess)
+    return photo, (image_descriptor(view) if descriptor else None), exposure
 
 
 def spread_reasons(member_probs: Mapping[str, float], *, threshold: float = 0.5) -> list[str]:
@@ -350,5 +367,5 @@ def no_gate_warning(model: str) -> None:
                   NoInputGateWarning, stacklevel=3)
 
 
-__all__ = ["PhotoCheck", "InputCheck", "InputGate", "check_photo", "may_be_camera_picture", "spread_reasons",
-           "build_check"]
+__all__ = ["PhotoCheck", "InputCheck", "InputGate", "check_photo", "may_be_camera_picture", "image_checks",
+           "spread_reasons", "build_check"]

@@ -26,11 +26,11 @@ from torch import nn
 from .ensemble import Ensemble
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .diagnosis import Diagnoser
+    from .explain.protocol import Explainable
 
 PRECISIONS = ("auto", "float32", "bfloat16")
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-_CACHE: "weakref.WeakKeyDictionary[Diagnoser, dict[tuple[str, str], Ensemble]]" = weakref.WeakKeyDictionary()
+_CACHE: "weakref.WeakKeyDictionary[Explainable, dict[tuple[str, str], Ensemble]]" = weakref.WeakKeyDictionary()
 
 
 def fold_batchnorm(module: nn.Module) -> int:
@@ -87,7 +87,7 @@ def _native_bf16(device: torch.device) -> bool:
         return False
 
 
-def scoring_ensemble(diagnoser: "Diagnoser", precision: str = "auto") -> tuple[Ensemble, str]:
+def scoring_ensemble(diagnoser: "Explainable", precision: str = "auto") -> tuple[Ensemble, str]:
     """(the diagnoser's scoring copy for ``precision``, the precision used), built once and cached."""
     device = diagnoser.device
     used = resolve_precision(precision, device)
@@ -106,7 +106,7 @@ def scoring_ensemble(diagnoser: "Diagnoser", precision: str = "auto") -> tuple[E
     return per[key], used
 
 
-def score(diagnoser: "Diagnoser", scorer: Ensemble, x: Mapping[int, torch.Tensor]) -> torch.Tensor:
+def score(diagnoser: "Explainable", scorer: Ensemble, x: Mapping[int, torch.Tensor]) -> torch.Tensor:
     """Calibrated ensemble P(AS) (float32, ``N``) of normalised inputs ``{size: N×3×s×s}`` by ``scorer``."""
     dtype = next(scorer.parameters()).dtype
     with torch.inference_mode():

@@ -243,7 +243,8 @@ def blurred_model(model):
 
 def test_diagnose_training_and_every_explanation_feed_the_network_one_tensor(blurred_model, phantoms, tmp_path):
     from as_ai import explain as ex
-    from train.diagnosis import TrainConfig, read_split
+    from train.config import TrainConfig
+    from train.data import read_split
 
     m = blurred_model
     size = m.preprocess.crop
@@ -280,7 +281,7 @@ def test_the_view_with_blur_differs_from_the_view_without(model, blurred_model, 
 ALLOWED = {  # file -> the one kind of line it may have, and why
     "as_ai/transforms.py": "the model's view itself",
     "as_ai/_photo.py": "the photo check's own shrunk work view (not a model input)",
-    "train/diagnosis.py": "the centred training geometry's crop, followed by as_ai.transforms.view_tail",
+    "train/views.py": "the centred training geometry's crop, followed by as_ai.transforms.view_tail",
 }
 PATTERN = re.compile(r"(\bF\.resize|\bTF\.resize|center_crop|CenterCrop|Normalize\(|\.std\)\.view|- mean\) / std|"
                      r"expand\(-1, 3|expand\(3, )")
@@ -292,7 +293,7 @@ def test_nothing_outside_the_one_module_resizes_crops_or_normalises_for_a_model(
         rel = path.relative_to(ROOT).as_posix()
         hits = [f"{rel}:{n}: {line.strip()}" for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
                 if PATTERN.search(line)]
-        if rel == "train/diagnosis.py":  # its one centre crop of the centred geometry, nothing else
+        if rel == "train/views.py":  # its one centre crop of the centred geometry, nothing else
             assert len(hits) == 1 and "v2.CenterCrop(pp.crop)" in hits[0], hits
         elif rel not in ALLOWED:
             offenders += hits

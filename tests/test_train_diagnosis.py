@@ -21,7 +21,12 @@ from PIL import Image
 
 from as_ai.diagnosis import Diagnoser
 from as_ai.hub import sha256_file
+from train import config as train_config
+from train import data as train_data
 from train import diagnosis as train_diag
+from train import ensemble_fit
+from train import loop as train_loop
+from train import views as train_views
 
 ARCHS = ["mobilenetv3_small_050", "lcnet_050"]
 
@@ -179,7 +184,7 @@ def test_common_fold_ships_one_fold_and_calibrates_on_its_validation_images(run,
     assert cfg["training"]["final_models"] == "common_fold"
     assert cfg["photo_input"] == {"contrast_stretch": [0.5, 99.5]}  # how the model reads photos of a screen
     for a in ARCHS:  # every member is its architecture's model of that fold
-        name = train_diag.parse_arch(a)[0]
+        name = train_config.parse_arch(a)[0]
         shipped = load_file(str(out / "model" / "members" / name / "model.safetensors"))
         best = load_file(str(out / "checkpoints" / a / f"fold{k}" / "best.safetensors"))
         for key, v in shipped.items():
@@ -187,10 +192,10 @@ def test_common_fold_ships_one_fold_and_calibrates_on_its_validation_images(run,
 
 
 def test_common_fold_passes_over_a_fold_where_one_architecture_failed():
-    assert train_diag.common_fold([[0.94, 0.93], [0.57, 0.95], [0.94, 0.94]]) == 1
-    assert train_diag.common_fold([[0.9, 0.8, 0.85]]) == 0
+    assert ensemble_fit.common_fold([[0.94, 0.93], [0.57, 0.95], [0.94, 0.94]]) == 1
+    assert ensemble_fit.common_fold([[0.9, 0.8, 0.85]]) == 0
     with pytest.raises(ValueError, match="architectures x folds"):
-        train_diag.common_fold([])
+        ensemble_fit.common_fold([])
 
 
 def test_training_with_the_consistency_loss(run, tmp_path, capsys):
@@ -234,8 +239,8 @@ def test_training_phone_photos_are_stretched_like_the_model_reads_them():
     from as_ai.synthetic.phone import photograph
 
     img = pelvis.sample(5, size=256).image
-    _, plain = train_diag._phone_photo((0, img, 3, 7, 64, None))
-    _, stretched = train_diag._phone_photo((0, img, 3, 7, 64, (0.5, 99.5)))
+    _, plain = train_data._phone_photo((0, img, 3, 7, 64, None))
+    _, stretched = train_data._phone_photo((0, img, 3, 7, 64, (0.5, 99.5)))
     expected = _stretched(load_radiograph(photograph(img, level=3, seed=7)), (0.5, 99.5)).pixels
     assert stretched.shape == plain.shape and stretched.float().std() > plain.float().std()  # more contrast
     assert stretched.dtype == torch.uint8                   # cached as 8-bit, like every training photo
@@ -265,28 +270,28 @@ def test_config_errors_are_clear(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("archs: [resnet18]\nfinal: average\n")
     with pytest.raises(SystemExit, match="final must be one of \\('refit', 'common_fold', 'best_fold'\\)"):
-        train_diag.TrainConfig.load(bad)
+        train_config.TrainConfig.load(bad)
     bad.write_text("archs: [resnet18]\nphoto_stretch: [99, 1]\n")
     with pytest.raises(SystemExit, match="photo_stretch: .*0 <= low < high <= 100"):
-        train_diag.TrainConfig.load(bad)
+        train_config.TrainConfig.load(bad)
     bad.write_text("archs: [resnet18]\nepoch: 3\n")
     with pytest.raises(SystemExit, match="unknown config keys \\['epoch'\\]"):
-        train_diag.TrainConfig.load(bad)
-    assert train_diag.parse_arch("b=resnet50d.ra2_in1k") == ("b", "resnet50d.ra2_in1k", "resnet50d")
+        train_config.TrainConfig.load(bad)
+    assert train_config.parse_arch("b=resnet50d.ra2_in1k") == ("b", "resnet50d.ra2_in1k", "resnet50d")
 
 
 def test_config_checks_the_curriculum(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("archs: [resnet18]\naugment_after_auc: 1.5\n")
     with pytest.raises(SystemExit, match="augment_after_auc must be in"):
-        train_diag.TrainConfig.load(bad)
+        train_config.TrainConfig.load(bad)
     bad.write_text("archs: [resnet18]\nacquisition_jitter: 2\n")
     with pytest.raises(SystemExit, match="acquisition_jitter is a probability"):
-        train_diag.TrainConfig.load(bad)
+        train_config.TrainConfig.load(bad)
 
 
 def test_augmentation_strength_waits_then_ramps():
-    s = train_diag.augment_strength
+    s = train_loop.augment_strength
     assert [s(e, None, 3) for e in (1, 5, 30)] == [0.0, 0.0, 0.0]       # validation AUC not reached yet
     assert [round(s(e, 7, 3), 3) for e in (6, 7, 8, 9, 10)] == [0.0, 0.333, 0.667, 1.0, 1.0]
     assert s(1, 1, 0) == 1.0
@@ -309,7 +314,7 @@ def test_curriculum_waits_for_validation_auc_and_the_refit_follows_the_folds(tmp
     for fold in ("fold0", "fold1"):
         state = json.loads((ckpt / fold / "progress.json").read_text())
         for rec in state["history"]:  # no augmentation before the validation AUC was reached, then the ramp
-            assert rec["augment"] == train_diag.augment_strength(rec["epoch"], state["augment_from"], 1)
+            assert rec["augment"] == train_loop.augment_strength(rec["epoch"], state["augment_from"], 1)
             if state["augment_from"] is not None and rec["epoch"] < state["augment_from"]:
                 assert rec["augment"] == 0.0
         if state["augment_from"] is not None:
@@ -326,7 +331,7 @@ def test_a_fold_whose_curriculum_never_starts_keeps_its_best_clean_epoch(tmp_pat
     rng = np.random.default_rng(3)
     _write_split(tmp_path / "data" / "train", 16, rng)
     script = iter([0.6, 0.8] * 2)                                   # fold 0, then fold 1
-    monkeypatch.setattr(train_diag, "validation_auc", lambda y, p: next(script))
+    monkeypatch.setattr(train_loop, "validation_auc", lambda y, p: next(script))
     config = {
         "name": "clean", "archs": ARCHS[:1], "folds": 2, "top_k": 1, "epochs": 2, "batch_size": 8,
         "lr": 0.003, "warmup_epochs": 0.5, "final": "best_fold", "threads": 1, "augment": "centred",
@@ -382,7 +387,7 @@ def test_phone_photo_workers_do_not_hang_after_multithreaded_torch(tmp_path):
     script = tmp_path / "pool.py"
     script.write_text(textwrap.dedent("""
         import numpy as np, torch
-        from train import diagnosis as td
+        from train import data as td
         torch.set_num_threads(2)
         x = torch.rand(1, 1, 1536, 1536)
         for _ in range(3):  # start the OpenMP pool in the parent
@@ -416,7 +421,7 @@ def test_jitter_blur_chance_and_strength_follow_the_config():
     with pytest.raises(ValueError, match="blur_max"):
         AcquisitionJitter(1.0, blur_max=9.0)
     with pytest.raises(SystemExit, match="jitter_blur"):
-        train_diag.TrainConfig(archs=ARCHS, jitter_blur=[1.5, 2.0]).validate()
+        train_config.TrainConfig(archs=ARCHS, jitter_blur=[1.5, 2.0]).validate()
 
 
 def test_pretrained_weights_offline(monkeypatch):
@@ -424,35 +429,35 @@ def test_pretrained_weights_offline(monkeypatch):
     import huggingface_hub.constants as hf_constants
 
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)
-    cfg = train_diag.TrainConfig(archs=["mobilenetv3_small_050"], pretrained=True)
+    cfg = train_config.TrainConfig(archs=["mobilenetv3_small_050"], pretrained=True)
     with pytest.raises(SystemExit, match="could not fetch ImageNet weights.*pretrained: auto"):
-        train_diag.create_model("mobilenetv3_small_050", cfg, [])
+        train_loop.create_model("mobilenetv3_small_050", cfg, [])
     log: list[str] = []
     cfg.pretrained = "auto"
-    model = train_diag.create_model("mobilenetv3_small_050", cfg, log)
+    model = train_loop.create_model("mobilenetv3_small_050", cfg, log)
     assert model.num_classes == 2 and "trained from scratch" in log[0]
 
 
 def test_phone_variants_give_each_image_several_photos_and_a_sample_draws_among_them(tmp_path):
     rng = np.random.default_rng(3)
     _write_split(tmp_path / "train", 4, rng)
-    cfg = train_diag.TrainConfig(archs=ARCHS, phone_augment=1.0, phone_variants=3, phone_levels=[1, 4],
+    cfg = train_config.TrainConfig(archs=ARCHS, phone_augment=1.0, phone_variants=3, phone_levels=[1, 4],
                                  preprocess={"resize_short": 72, "crop": 64, "train_resize_short": 72,
                                              "train_crop": 64})
     from as_ai.imaging import Preprocess
 
     pp = Preprocess.from_dict(cfg.preprocess)
-    data = train_diag.read_split(tmp_path / "train", cfg, pp, [64], train_size=True, phone=True)
+    data = train_data.read_split(tmp_path / "train", cfg, pp, [64], train_size=True, phone=True)
     assert sorted(data.phone) == [0, 1, 2, 3]
     for photos in data.phone.values():
         assert len(photos) == 3 and all(p.dtype == torch.uint8 for p in photos)
         assert not torch.equal(photos[0], photos[1]) and not torch.equal(photos[1], photos[2])  # other scenes
-    train_set = train_diag.TrainSet(data, np.array([0]), lambda t: t, phone_p=1.0)
+    train_set = train_data.TrainSet(data, np.array([0]), lambda t: t, phone_p=1.0)
     torch.manual_seed(0)
     seen = {tuple(train_set[0][0].flatten()[:64].tolist()) for _ in range(30)}
     assert len(seen) == 3                                 # every variant is shown, only those
     with pytest.raises(SystemExit, match="phone_variants"):
-        train_diag.TrainConfig(archs=ARCHS, phone_variants=0).validate()
+        train_config.TrainConfig(archs=ARCHS, phone_variants=0).validate()
 
 
 # The validation AUCs of the bundled demo run of 2026-11-27 (resnet_b fold 0 collapsed, resnet_c fold 1 dipped
@@ -496,7 +501,7 @@ def test_a_fold_that_collapses_goes_back_to_its_anchor_and_ramps_up_more_slowly(
     _write_split(tmp_path / "data" / "train", 16, rng)
     epochs = 5
     script = iter(([1.0] + [0.5] * (epochs - 1)) * 2)              # fold 0, then fold 1
-    monkeypatch.setattr(train_diag, "validation_auc", lambda y, p: next(script))
+    monkeypatch.setattr(train_loop, "validation_auc", lambda y, p: next(script))
     config = {
         "name": "guard", "archs": ARCHS[:1], "folds": 2, "top_k": 1, "epochs": epochs, "batch_size": 8,
         "lr": 0.003, "warmup_epochs": 0.5, "final": "best_fold", "threads": 1, "augment": "centred",
@@ -533,10 +538,10 @@ def test_collapse_guard_config_is_checked(tmp_path):
         bad = tmp_path / "bad.yaml"
         bad.write_text(f"archs: [resnet18]\naugment_after_auc: 0.8\ncollapse_guard: {value}\n")
         with pytest.raises(SystemExit, match=match):
-            train_diag.TrainConfig.load(bad)
+            train_config.TrainConfig.load(bad)
     bad.write_text("archs: [resnet18]\ncollapse_guard: [0.2, 3]\n")
     with pytest.raises(SystemExit, match="collapse_guard needs augment_after_auc"):
-        train_diag.TrainConfig.load(bad)
+        train_config.TrainConfig.load(bad)
 
 
 def test_clip_grad_norm_clips_every_step_and_is_checked(tmp_path, monkeypatch):
@@ -564,7 +569,7 @@ def test_clip_grad_norm_clips_every_step_and_is_checked(tmp_path, monkeypatch):
     for bad in ("0", "-1", "true", "abc"):
         (tmp_path / "b.yaml").write_text(f"archs: [resnet18]\nclip_grad_norm: {bad}\n")
         with pytest.raises(SystemExit, match="clip_grad_norm must be a positive number"):
-            train_diag.TrainConfig.load(tmp_path / "b.yaml")
+            train_config.TrainConfig.load(tmp_path / "b.yaml")
 
 
 class _Brightness(torch.nn.Module):
@@ -577,29 +582,29 @@ class _Brightness(torch.nn.Module):
         return torch.stack([-z, z], 1)
 
 
-def _images(n: int, size: int = 64) -> "train_diag.Images":
+def _images(n: int, size: int = 64) -> "train_data.Images":
     rng = np.random.default_rng(4)
     train = [torch.from_numpy((rng.random((1, 72, 72)) * 255).astype(np.uint8)) for _ in range(n)]
-    return train_diag.Images(files=[f"{i}.png" for i in range(n)], meta=pd.DataFrame({"label": ["AS"] * n}),
+    return train_data.Images(files=[f"{i}.png" for i in range(n)], meta=pd.DataFrame({"label": ["AS"] * n}),
                              y=np.arange(n) % 2, train=train, eval={size: torch.zeros(n, 1, size, size)})
 
 
 def test_reacquired_predictions_are_of_re_processed_images_seeded_and_leave_the_random_state():
     from as_ai.imaging import Preprocess
 
-    cfg = train_diag.TrainConfig(archs=["a"], folds=2, augment="centred", calibration_draws=3, seed=5)
+    cfg = train_config.TrainConfig(archs=["a"], folds=2, augment="centred", calibration_draws=3, seed=5)
     pp = Preprocess.from_dict({"resize_short": 72, "crop": 64, "train_resize_short": 72, "train_crop": 64})
     data = _images(8)
     folds = [(np.arange(4, 8), np.arange(0, 4)), (np.arange(0, 4), np.arange(4, 8))]
     models = {"a": [_Brightness().eval(), _Brightness().eval()], "b": [_Brightness().eval(), _Brightness().eval()]}
     before = torch.get_rng_state()
-    p = train_diag.reacquired_oof(models, folds, data, cfg, pp, 64)
+    p = ensemble_fit.reacquired_oof(models, folds, data, cfg, pp, 64)
     assert torch.equal(torch.get_rng_state(), before)                  # training's random stream is untouched
     assert p.shape == (3, 2, 8) and np.isfinite(p).all()
-    assert np.array_equal(p, train_diag.reacquired_oof(models, folds, data, cfg, pp, 64))   # seeded
+    assert np.array_equal(p, ensemble_fit.reacquired_oof(models, folds, data, cfg, pp, 64))   # seeded
     assert np.ptp(p, axis=0).max() > 1e-3                             # each draw re-processes anew
-    clean = train_diag._predict_plain(_Brightness(), torch.utils.data.DataLoader(
-        train_diag.TrainSet(data, np.arange(8), train_diag.training_view(cfg, pp, 64, torch.nn.Identity()), 0.0),
+    clean = train_loop.predict_plain(_Brightness(), torch.utils.data.DataLoader(
+        train_data.TrainSet(data, np.arange(8), train_views.training_view(cfg, pp, 64, torch.nn.Identity()), 0.0),
         batch_size=8, collate_fn=lambda b: torch.stack([x for x, _ in b])))
     assert np.abs(p[0, 0] - clean).mean() > 1e-3                      # not the images as they were
 
@@ -641,7 +646,7 @@ def test_calibration_config_is_checked(tmp_path):
                         ("calibration_draws: 0", "calibration_draws must be an integer from 1 to 16")]:
         (tmp_path / "b.yaml").write_text(f"archs: [resnet18]\n{line}\n")
         with pytest.raises(SystemExit, match=match):
-            train_diag.TrainConfig.load(tmp_path / "b.yaml")
+            train_config.TrainConfig.load(tmp_path / "b.yaml")
 
 
 class _Stamp(torch.nn.Module):
@@ -656,25 +661,25 @@ class _Stamp(torch.nn.Module):
 def test_loader_workers_see_each_epochs_augmentation_strength():
     """Augmenting in worker processes: each epoch's workers copy the dataset as the curriculum left it."""
     n = 8
-    data = train_diag.Images(files=[f"{i}.png" for i in range(n)], meta=pd.DataFrame({"label": ["AS"] * n}),
+    data = train_data.Images(files=[f"{i}.png" for i in range(n)], meta=pd.DataFrame({"label": ["AS"] * n}),
                              y=np.arange(n) % 2, train=[torch.zeros(1, 4, 4, dtype=torch.uint8)] * n,
                              eval={}, phone={i: [torch.full((1, 4, 4), 255, dtype=torch.uint8)] for i in range(n)})
-    cfg = train_diag.TrainConfig(archs=["a"], batch_size=4, loader_workers=2)
+    cfg = train_config.TrainConfig(archs=["a"], batch_size=4, loader_workers=2)
     stamp = _Stamp()                                                # its output shows the chance it was given
-    train_set = train_diag.TrainSet(data, np.arange(n), stamp, phone_p=0.0, jitter=stamp)
-    loader = train_diag.training_loader(train_set, cfg)
+    train_set = train_data.TrainSet(data, np.arange(n), stamp, phone_p=0.0, jitter=stamp)
+    loader = train_loop.training_loader(train_set, cfg)
     assert loader.num_workers == 2 and loader.persistent_workers and len(loader) == 2
     assert all(float(x[:, 0].max()) == 0.0 and float(x[:, 1].max()) == 0.0 for x, _ in loader)  # strength 0
     train_set.phone_p, train_set.jitter_p = 1.0, 0.25               # the next epoch, same workers
     assert all(float(x[:, 0].min()) == 1.0 and torch.all(x[:, 1] == 0.25) for x, _ in loader)
     for bad in (-1, 1.5, "two", True):
         with pytest.raises(SystemExit, match="loader_workers must be an integer from 0 to 64"):
-            train_diag.TrainConfig(archs=["a"], loader_workers=bad).validate()
+            train_config.TrainConfig(archs=["a"], loader_workers=bad).validate()
 
 
 @pytest.mark.parametrize("config", sorted(p.name for p in (Path(__file__).parents[1] / "train" / "configs").glob("*.yaml")))
 def test_shipped_configs_load(config):
-    cfg = train_diag.TrainConfig.load(Path(__file__).parents[1] / "train" / "configs" / config)
+    cfg = train_config.TrainConfig.load(Path(__file__).parents[1] / "train" / "configs" / config)
     assert cfg.archs and cfg.synthetic
     if config == "paper.yaml":                      # the study's ten architectures, for a GPU
         assert len(cfg.archs) == 10 and cfg.pretrained is True and cfg.loader_workers > 0
@@ -697,8 +702,8 @@ def test_each_member_can_learn_its_own_readers_labels(tmp_path, monkeypatch):
 
     monkeypatch.setattr(train_diag, "fit_one", spy)
     validated: list[np.ndarray] = []                                  # labels each epoch's validation AUC used
-    real_auc = train_diag.validation_auc
-    monkeypatch.setattr(train_diag, "validation_auc", lambda y, p: validated.append(np.asarray(y)) or real_auc(y, p))
+    real_auc = train_loop.validation_auc
+    monkeypatch.setattr(train_loop, "validation_auc", lambda y, p: validated.append(np.asarray(y)) or real_auc(y, p))
     archs = [f"a={ARCHS[0]}", f"b={ARCHS[1]}"]
     config = {
         "name": "readers", "archs": archs, "folds": 2, "top_k": 2, "epochs": 1, "batch_size": 8, "lr": 0.003,
@@ -726,7 +731,7 @@ def test_each_member_can_learn_its_own_readers_labels(tmp_path, monkeypatch):
     # the training samples carry the member's labels
     data = _images(4)
     own = np.array([1, 1, 0, 0])
-    ts = train_diag.TrainSet(data, np.arange(4), lambda x: x, 0.0, y=own)
+    ts = train_data.TrainSet(data, np.arange(4), lambda x: x, 0.0, y=own)
     assert [ts[i][1] for i in range(4)] == [1, 1, 0, 0] != [int(v) for v in data.y]
 
     # a member that is not in archs, or a column the data lacks: stopped before any checkpoint is written

@@ -14,6 +14,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_curve
 
+from train._columns import MEMBER
+
 _GRID = np.linspace(0.0, 1.0, 101)
 _DPI = 120
 
@@ -144,8 +146,6 @@ def draw_confusion(m: Mapping[str, Any], path: Path) -> Path:
 
 def draw_all(pred: pd.DataFrame, m: Mapping[str, Any], out: Path) -> list[Path]:
     """Every figure of the report into ``out``; returns their paths."""
-    from train._columns import MEMBER
-
     ycol = f"y_{m['truth']}"
     clean = pred[pred["set"] == "clean"]
     y, prob = clean[ycol].to_numpy(dtype=np.int64), clean["prob"].to_numpy(dtype=float)

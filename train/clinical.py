@@ -44,6 +44,7 @@ from as_ai import survival
 from as_ai._schema import FeatureSchema
 from as_ai.clinical import TARGETS, Triager
 from as_ai.synthetic.cohort import OUTCOMES, VARIABLES, make_cohort
+from train._clinical_figures import figures
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CARD_TEMPLATE = REPO_ROOT / "model_cards" / "triage.md"
@@ -192,73 +193,6 @@ def risk_groups(target: str, obs_tr: np.ndarray, pred_te: np.ndarray, tr: pd.Dat
         out[f"curves_{split}"] = survival.cumulative_risk(t, e, groups=g, timeline=grid)
         out[f"logrank_{split}"] = (survival.logrank(t, e, g) if len(set(g.tolist())) == 2 else None)
     return out
-
-
-# ------------------------------------------------------------------------------------------ figures
-def figures(results: dict[str, Any], surv: dict[str, Any], yte: dict[str, np.ndarray], obs_tr: dict[str, np.ndarray],
-            folder: Path) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    note = "synthetic cohort"
-    for t in TARGETS:
-        r, s = results[t], surv[t]
-        fig, ax = plt.subplots(figsize=(4.5, 4.5))
-        ax.scatter(yte[t], r["pred"], s=14, alpha=0.7)
-        ax.plot([0, 10], [0, 10], "k--", lw=1)
-        ax.set(xlim=(0, 10), ylim=(0, 10), xlabel=f"observed {t.upper()}", ylabel=f"predicted {t.upper()}",
-               title=f"{t.upper()} test set: MSE {r['test']['mse']:.2f}, R² {r['test']['r2']:.2f}\n({note})")
-        fig.tight_layout(); fig.savefig(folder / f"pred_vs_true_{t}.png", dpi=110); plt.close(fig)
-        written.append(f"pred_vs_true_{t}.png")
-
-        cp = s["cutpoint"]
-        fig, ax = plt.subplots(figsize=(6, 3.8))
-        ax.hist(obs_tr[t], bins=np.arange(0, 10.5, 0.5), color="#9ab", edgecolor="white")
-        ax.axvline(cp.cutpoint, color="crimson", lw=2, label=f"cut-off {cp.cutpoint:g}")
-        ax.set(xlabel=f"observed {t.upper()} (training set)", ylabel="patients",
-               title=f"{t.upper()} distribution and optimal cut-off ({note})")
-        ax2 = ax.twinx()
-        ax2.plot(cp.candidates, cp.statistics, color="k", lw=1, label="standardised log-rank statistic")
-        ax2.set_ylabel("log-rank statistic")
-        ax.legend(loc="upper right", fontsize=8)
-        fig.tight_layout(); fig.savefig(folder / f"distribution_{t}.png", dpi=110); plt.close(fig)
-        written.append(f"distribution_{t}.png")
-
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-        for ax, split, by in ((axes[0], "train", "observed"), (axes[1], "test", "predicted")):
-            for g, c in (("low", "tab:blue"), ("high", "tab:red")):
-                curve = s[f"curves_{split}"].get(g)
-                if curve is None:
-                    continue
-                ax.step(curve.time, curve.risk, where="post", color=c, label=f"{g} (n={curve.n}, events={curve.events})")
-                ax.fill_between(curve.time, curve.lower, curve.upper, step="post", color=c, alpha=0.15)
-            lr = s[f"logrank_{split}"]
-            p = f"log-rank p = {lr.p_value:.2g}" if lr else "one group only"
-            ax.set(title=f"{split}: groups by {by} {t.upper()} (cut-off {cp.cutpoint:g}); {p}",
-                   xlabel="years", ylabel="cumulative risk of surgery")
-            ax.title.set_fontsize(9)
-            ax.legend(fontsize=8, loc="upper left")
-        fig.suptitle(f"Kaplan–Meier cumulative surgical risk by {t.upper()} group ({note})", fontsize=10)
-        fig.tight_layout(); fig.savefig(folder / f"km_{t}.png", dpi=110); plt.close(fig)
-        written.append(f"km_{t}.png")
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
-    for ax, t in zip(axes, TARGETS):
-        imp = results[t]["importances"].drop(columns="sum").iloc[::-1]
-        left = np.zeros(len(imp))
-        for col in imp.columns:
-            ax.barh(imp.index, imp[col], left=left, label=col)
-            left += imp[col].to_numpy()
-        ax.axhline(len(imp) - 7 - 0.5, color="k", ls="--", lw=1)
-        ax.set(title=f"{t.upper()}: top 7 above the line", xlabel="summed normalised importance (4 ensembles)")
-    axes[0].legend(fontsize=8, loc="lower right")
-    fig.tight_layout(); fig.savefig(folder / "importances.png", dpi=110); plt.close(fig)
-    written.append("importances.png")
-    return written
 
 
 # ------------------------------------------------------------------------------------------- report

@@ -8,14 +8,15 @@ Reads top to bottom:
                when present, its phone-photo twin (``DATA/external_phone`` / ``<split>_phone``)
   2. score     every image through ``Diagnoser.diagnose_batch`` (batched, progress bar); ensemble and member
                probabilities are cached in ``OUT/predictions.csv`` and reused for the same model (resumable)
-  3. measure   :func:`study_metrics` on the predictions: overall and per centre (AUC with DeLong CI, threshold
+  3. measure   :func:`study_metrics` (train/metrics.py) on the predictions: overall and per centre (AUC with DeLong CI, threshold
                metrics, ECE), ensemble vs each member (paired DeLong), phone photos vs their clean images
                (AUC drop, paired DeLong), the reader study (each simulated expert alone, expert + model with the
                OR rule, Cohen's kappa between readers, vs the reference reader and vs the truth)
   4. soften    the clean images read again, blurred by a Gaussian of 0.5 and 1 px at the model's reading scale
                (:func:`softness`): how the scores move when the detector, the dose or the camera gives a softer
                image (blurred joint margins are also a sign of early sacroiliitis)
-  5. write     ``metrics.json``, ``report.md`` (train/_report.py) and PNG figures (train/_figures.py)
+  5. write     ``metrics.json`` (with the project's :func:`targets`), ``report.md`` (train/_report.py) and PNG
+               figures (train/_figures.py)
 
 Truth: ``--truth true`` (default) scores against the labels of the true grades (``true_label``, known only for
 phantoms); ``--truth reference`` against the reference reader's label (``label``), the only truth a real
@@ -24,7 +25,6 @@ study has. The other one is always reported alongside.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import sys
 from dataclasses import dataclass
@@ -34,12 +34,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from as_ai.metrics import auc_ci, binary_report, cohen_kappa, delong_test
 from train._columns import GRADE_COLUMNS, MEMBER, PREDICTIONS, READER
+from train.metrics import SOFTNESS_SIGMAS, TRUTHS, softness_metrics, study_metrics, targets
 
-TRUTHS = {"true": "true_label", "reference": "label"}
 _SCORE_COLUMNS = ("prob", "label", "in_distribution")
-SOFTNESS_SIGMAS = (0.5, 1.0)  # Gaussian blur, px at the model's reading scale (sigma 1 is a slightly soft image)
 
 __all__ = ["Evaluation", "evaluate", "find_splits", "softness", "softness_metrics", "study_metrics",
            "targets", "main", "TRUTHS", "SOFTNESS_SIGMAS"]
@@ -171,24 +169,6 @@ def _score(diagnoser: Any, frame: pd.DataFrame, cached: pd.DataFrame | None, *, 
     return merged, len(todo)
 
 
-def softness_metrics(y: np.ndarray, probs: Mapping[float, np.ndarray], threshold: float) -> dict[str, Any]:
-    """Per blur sigma: AUC, ECE, sensitivity, specificity at ``threshold`` and mean P(AS) of each class.
-
-    ``probs`` maps sigma (0 = the image as it is) to P(AS) of the same images in the same order.
-    """
-    y = np.asarray(y).astype(int)
-    rows = []
-    for sigma, p in sorted(probs.items()):
-        p = np.asarray(p, dtype=float)
-        rep = binary_report(y, p, threshold).to_dict()
-        rows.append({"sigma": float(sigma), "auc": auc_ci(y, p)[1] if len(np.unique(y)) == 2 else None,
-                     "ece": rep["ece"], "sensitivity": rep["recall"], "specificity": rep["specificity"],
-                     "mean_prob_non_as": float(p[y == 0].mean()) if (y == 0).any() else None,
-                     "mean_prob_as": float(p[y == 1].mean()) if (y == 1).any() else None})
-    return {"unit": "Gaussian sigma, px at the model's reading scale", "threshold": float(threshold), "n": int(len(y)),
-            "n_as": int(y.sum()), "rows": rows}
-
-
 def softness(diagnoser: Any, paths: Sequence[str | Path], y: np.ndarray, *,
              sigmas: Sequence[float] = SOFTNESS_SIGMAS, batch_size: int = 16) -> dict[str, Any]:
     """Score ``paths`` as they are and blurred by each of ``sigmas``: :func:`softness_metrics` of the result.
@@ -225,163 +205,7 @@ def _load_cache(path: Path, provenance: str) -> pd.DataFrame | None:
     return df
 
 
-# ------------------------------------------------------------------------------------------ 3. measure
-def _auc(y: np.ndarray, score: np.ndarray, level: float) -> dict[str, Any] | None:
-    """AUC with its DeLong interval, or None when a class has fewer than two cases."""
-    if min(int(y.sum()), int(len(y) - y.sum())) < 2:
-        return None
-    low, auc, high = auc_ci(y, score, level=level)
-    return {"auc": auc, "low": low, "high": high, "level": level}
-
-
-def _classify(y: np.ndarray, prob: np.ndarray, threshold: float, level: float) -> dict[str, Any]:
-    """AUC (DeLong CI) + threshold metrics of P(AS) against labels ``y``."""
-    rep = binary_report(y, prob, threshold).to_dict()
-    rep["auc"] = _auc(y, prob, level)
-    rep["n_as"] = int(y.sum())
-    return rep
-
-
-def _calls(y: np.ndarray, calls: np.ndarray) -> dict[str, Any]:
-    """Sensitivity, specificity, accuracy (and PPV, F1) of yes/no calls against ``y``."""
-    rep = binary_report(y, calls.astype(float), 0.5).to_dict()
-    for k in ("ece", "auc", "threshold"):
-        rep.pop(k, None)
-    return rep
-
-
-def _kappa(a: np.ndarray, b: np.ndarray, *, weights: str | None = None) -> dict[str, Any] | None:
-    try:
-        return cohen_kappa(a, b, weights=weights).to_dict()
-    except ValueError:  # both raters constant: kappa undefined
-        return None
-
-
-def study_metrics(pred: pd.DataFrame, *, threshold: float, truth: str = "true", level: float = 0.95,
-                  members: Sequence[str] | None = None) -> dict[str, Any]:
-    """Every number of the study's external evaluation, from a predictions table (``predictions.csv``).
-
-    ``pred`` has one row per image with ``set`` ("clean" / "phone"), ``key`` (pairs a photo with its clean
-    image), ``center``, ``y_true`` / ``y_reference`` (1 = AS), ``prob`` (calibrated ensemble P(AS)),
-    ``member:<name>`` (each member's P(AS)), ``reader:<name>`` (simulated experts' calls) and ``label``.
-
-    Raises:
-        ValueError: ``truth`` unknown or its column missing, or a clean set without both classes.
-
-    Example:
-        >>> import pandas as pd
-        >>> p = pd.DataFrame({"set": "clean", "key": list("abcdef"), "center": "B", "y_true": [0, 0, 0, 1, 1, 1],
-        ...                   "prob": [.1, .2, .6, .4, .8, .9], "label": "non-AS"})
-        >>> round(study_metrics(p, threshold=0.5)["overall"]["auc"]["auc"], 3)
-        0.889
-    """
-    if truth not in TRUTHS:
-        raise ValueError(f"truth must be one of {sorted(TRUTHS)}, got {truth!r}.")
-    ycol = f"y_{truth}"
-    if ycol not in pred.columns:
-        raise ValueError(f"truth={truth!r} needs the {TRUTHS[truth]!r} column in the metadata, which this data "
-                         f"lacks; use truth='reference' (the reference reader's label) instead.")
-    clean = pred[pred["set"] == "clean"].reset_index(drop=True)
-    y = clean[ycol].to_numpy(dtype=np.int64)
-    if min(int(y.sum()), int(len(y) - y.sum())) < 2:
-        raise ValueError(f"the external set needs at least 2 AS and 2 non-AS images by {TRUTHS[truth]!r}; got "
-                         f"{int(y.sum())} AS of {len(y)}. Use a larger external split.")
-    prob = clean["prob"].to_numpy(dtype=float)
-    names = list(members) if members is not None else [c[len(MEMBER):] for c in clean.columns
-                                                       if c.startswith(MEMBER)]
-    other = "reference" if truth == "true" else "true"
-    m: dict[str, Any] = {
-        "truth": truth, "truth_column": TRUTHS[truth], "threshold": float(threshold), "level": level,
-        "n": int(len(y)), "n_as": int(y.sum()), "abstained": int((clean["label"] == "indeterminate").sum()),
-        "centres_list": sorted(clean["center"].astype(str).unique()),
-        "overall": _classify(y, prob, threshold, level),
-    }
-    if f"y_{other}" in clean.columns:
-        m[f"overall_vs_{other}"] = _classify(clean[f"y_{other}"].to_numpy(dtype=np.int64), prob, threshold, level)
-        m["label_agreement"] = _kappa(y, clean[f"y_{other}"].to_numpy())
-    accepted = (clean["label"] != "indeterminate").to_numpy()
-    if m["abstained"] and min(int(y[accepted].sum()), int((1 - y[accepted]).sum())) >= 2:
-        m["accepted_only"] = _classify(y[accepted], prob[accepted], threshold, level)
-    m["centres"] = {
-        str(c): _classify(g[ycol].to_numpy(dtype=np.int64), g["prob"].to_numpy(dtype=float), threshold, level)
-        for c, g in clean.groupby("center", sort=True)}
-    m["members"], best = {}, None
-    for n in names:
-        s = clean[MEMBER + n].to_numpy(dtype=float)
-        entry = {"auc": _auc(y, s, level), "vs_ensemble": delong_test(y, prob, s, level=level).to_dict()}
-        m["members"][n] = entry
-        if best is None or entry["auc"]["auc"] > m["members"][best]["auc"]["auc"]:
-            best = n
-    m["best_member"] = best
-    m["ensemble_vs_best"] = m["members"][best]["vs_ensemble"] if best is not None else None
-    m["phone"] = _phone_metrics(pred, ycol, threshold, level)
-    m["readers"] = _reader_metrics(clean, ycol, prob >= threshold, level)
-    return m
-
-
-def _phone_metrics(pred: pd.DataFrame, ycol: str, threshold: float, level: float) -> dict[str, Any] | None:
-    phone = pred[pred["set"] == "phone"]
-    if phone.empty:
-        return None
-    clean = pred[pred["set"] == "clean"][["key", "prob", ycol]]
-    pair = phone.merge(clean, on="key", suffixes=("", "_clean"))
-    y = pair[ycol].to_numpy(dtype=np.int64)
-    p_phone, p_clean = pair["prob"].to_numpy(dtype=float), pair["prob_clean"].to_numpy(dtype=float)
-    out: dict[str, Any] = {"n": int(len(pair)), "n_unmatched": int(len(phone) - len(pair)), "n_as": int(y.sum()),
-                           "abstained": int((pair["label"] == "indeterminate").sum())}
-    if min(int(y.sum()), int(len(y) - y.sum())) < 2:
-        out["note"] = "fewer than 2 matched photos of a class: no AUC"
-        return out
-    out["phone"] = _classify(y, p_phone, threshold, level)
-    accepted = (pair["label"] != "indeterminate").to_numpy()
-    if out["abstained"] and min(int(y[accepted].sum()), int((1 - y[accepted]).sum())) >= 2:
-        out["phone_accepted_only"] = _classify(y[accepted], p_phone[accepted], threshold, level)
-    out["clean"] = _classify(y, p_clean, threshold, level)
-    test = delong_test(y, p_clean, p_phone, level=level)
-    out["auc_drop"] = test.difference
-    out["delong_clean_vs_phone"] = test.to_dict()
-    out["label_flips"] = int(np.sum((p_phone >= threshold) != (p_clean >= threshold)))
-    out["mean_abs_prob_change"] = float(np.mean(np.abs(p_phone - p_clean)))
-    if "phone_level" in pair.columns and pair["phone_level"].notna().any():
-        out["levels"] = {}
-        for lvl, g in pair.groupby("phone_level"):
-            yl = g[ycol].to_numpy(dtype=np.int64)
-            auc_p = _auc(yl, g["prob"].to_numpy(dtype=float), level)
-            auc_c = _auc(yl, g["prob_clean"].to_numpy(dtype=float), level)
-            out["levels"][str(int(lvl))] = {"n": int(len(g)), "n_as": int(yl.sum()), "phone_auc": auc_p,
-                                            "clean_auc": auc_c}
-    return out
-
-
-def _reader_metrics(clean: pd.DataFrame, ycol: str, model_calls: np.ndarray, level: float) -> dict[str, Any] | None:
-    readers = [c[len(READER):] for c in clean.columns if c.startswith(READER)]
-    if not readers:
-        return None
-    y = clean[ycol].to_numpy(dtype=np.int64)
-    calls = {r: clean[READER + r].to_numpy(dtype=np.int64) for r in readers}
-    out: dict[str, Any] = {"model": _calls(y, model_calls), "readers": {}, "kappa": {}}
-    for r, c in calls.items():
-        out["readers"][r] = {"alone": _calls(y, c), "with_model": _calls(y, c | model_calls.astype(np.int64))}
-    raters = dict(calls)
-    raters["model"] = model_calls.astype(np.int64)
-    if "y_reference" in clean.columns and ycol != "y_reference":
-        raters["reference"] = clean["y_reference"].to_numpy(dtype=np.int64)
-    for a, b in itertools.combinations(raters, 2):
-        out["kappa"][f"{a} vs {b}"] = _kappa(raters[a], raters[b])
-    for a in raters:
-        out["kappa"][f"{a} vs truth"] = _kappa(raters[a], y)
-    if all(c in clean.columns for c in GRADE_COLUMNS):
-        true = np.r_[clean["grade_left"].to_numpy(), clean["grade_right"].to_numpy()]
-        read = np.r_[clean["reader_grade_left"].to_numpy(), clean["reader_grade_right"].to_numpy()]
-        ok = np.isfinite(true) & np.isfinite(read)
-        out["grades"] = {"reference vs true grade (per joint, quadratic)":
-                         _kappa(read[ok].astype(int), true[ok].astype(int), weights="quadratic"),
-                         "reference vs true grade (per joint, unweighted)":
-                         _kappa(read[ok].astype(int), true[ok].astype(int))}
-    return out
-
-
-# -------------------------------------------------------------------------------------------- 4. write
+# ------------------------------------------------------------------------------- 3.-5. measure, soften, write
 def evaluate(model: str | Path, data: str | Path, *, out: str | Path, truth: str = "true", batch_size: int = 16,
              split: str | None = None, phone_split: str | None = None, level: float = 0.95,
              rescore: bool = False, progress: bool = True, figures: bool = True,
@@ -449,28 +273,6 @@ def evaluate(model: str | Path, data: str | Path, *, out: str | Path, truth: str
     report.write_text(render_report(metrics), encoding="utf-8")
     return Evaluation(out=out, metrics=metrics, report=report, predictions=pred_path, figures=tuple(figs),
                       rescored=rescored)
-
-
-TARGETS = {"auc": 0.95, "phone_auc_drop": 0.03, "ece": 0.05}
-
-
-def targets(m: Mapping[str, Any]) -> dict[str, Any]:
-    """The project's goals for the demo ensemble (issue 5), each with its value and whether it is met.
-
-    External AUC >= 0.95, phone-photo AUC drop <= 0.03, ECE <= 0.05, ensemble AUC >= best member's AUC.
-    """
-    o, ph, vs = m["overall"], m.get("phone") or {}, m.get("ensemble_vs_best")
-    out: dict[str, Any] = {
-        "auc": {"goal": f">= {TARGETS['auc']}", "value": o["auc"]["auc"], "met": o["auc"]["auc"] >= TARGETS["auc"]},
-        "ece": {"goal": f"<= {TARGETS['ece']}", "value": o["ece"], "met": o["ece"] <= TARGETS["ece"]},
-    }
-    if "auc_drop" in ph:
-        out["phone_auc_drop"] = {"goal": f"<= {TARGETS['phone_auc_drop']}", "value": ph["auc_drop"],
-                                 "met": ph["auc_drop"] <= TARGETS["phone_auc_drop"]}
-    if vs:
-        out["ensemble_vs_best_member"] = {"goal": ">= 0 (AUC difference)", "value": vs["difference"],
-                                          "met": vs["difference"] >= 0}
-    return out
 
 
 def _training_data(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -138,7 +138,7 @@ def record_evaluation(model_dir: Path, report: dict[str, Any], *, command: str) 
     cfg["input_gate"]["evaluation"] = summary
     cfg_path.write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
     if (model_dir / "README.md").is_file() and "training" in cfg:   # a card train/diagnosis.py rendered
-        from train.diagnosis import render_card
+        from train.cards import render_card
 
         (model_dir / "README.md").write_text(render_card(cfg), encoding="utf-8")
 

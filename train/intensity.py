@@ -3,7 +3,7 @@
     python -m train.intensity --model as_ai/demo_models/diagnosis --data runs/demo-diagnosis/data --window 10 90
 
 1. Measure the reference on the training split (``train/``, the training centre): each image cut as the
-   model's view cuts it, without the standardisation itself (``train.diagnosis.fit_intensity_reference``).
+   model's view cuts it, without the standardisation itself (``train.data.fit_intensity_reference``).
 2. Set ``preprocess.intensity = "window_gamma"`` with that reference and ``--window``; from now on every
    path that reads an image for this model (``as_ai.transforms``) standardises each crop's grey levels.
 3. Re-measure what ``as_ai.json["metrics"]`` reports of the external splits (``external/``,
@@ -42,7 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from as_ai.diagnosis import Diagnoser
     from as_ai.transforms import Preprocess
-    from train.diagnosis import TrainConfig, fit_intensity_reference, render_card, split_metrics
+    from train.cards import render_card
+    from train.config import TrainConfig
+    from train.data import fit_intensity_reference
+    from train.metrics import split_metrics
 
     data = Path(args.data)
     if not (data / "train" / "metadata.csv").is_file():

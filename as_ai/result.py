@@ -1,0 +1,83 @@
+"""What a diagnosis returns: :class:`Diagnosis`, the ensemble's answer about one radiograph.
+
+It carries the calibrated ensemble probability, the label (``"AS"``, ``"non-AS"``, or :data:`INDETERMINATE`
+when the input check made the model abstain), the threshold applied, every member's own probability and
+their spread, the input check, an explanation when one was asked for, how the image was read and the model's
+provenance; ``to_dict()`` is its JSON form. Its clinician-facing sentence comes from :mod:`as_ai.wording`.
+
+``Diagnosis.members`` holds each member's **own** softmax P(AS), before the ensemble calibration
+(the calibration is fitted on the combined probability, so it does not apply to single members);
+``spread`` is the standard deviation of those member probabilities. ``probability`` is the combined
+(mean or AUC-weighted mean) member probability mapped through the calibration.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from . import wording
+from .quality import InputCheck
+
+INDETERMINATE = "indeterminate"
+
+__all__ = ["Diagnosis", "INDETERMINATE"]
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """What the ensemble says about one radiograph.
+
+    Attributes:
+        probability: calibrated ensemble P(AS) in [0, 1].
+        label: ``"AS"`` (probability >= threshold), ``"non-AS"``, or ``"indeterminate"`` when the input
+            check found the image unlike the training data (the model abstains; probability is still given).
+        threshold: the decision threshold applied (from the model repository).
+        members: member name -> that member's own (uncalibrated) softmax P(AS).
+        spread: standard deviation of the member probabilities (disagreement between members).
+        check: the :class:`~as_ai.quality.InputCheck` of the image.
+        explanation: an ``as_ai.explain`` explanation when asked for, else None.
+        model: provenance of the model ("org/name@<commit>" or "<path>@<content hash>").
+        image: how the image was read (``Radiograph.to_dict()``: format, size, bits stored and whether
+            inferred, photometric interpretation, the loader's warnings); never patient identifiers.
+
+    Example:
+        >>> from as_ai.quality import InputCheck
+        >>> d = Diagnosis(0.9, "AS", 0.5, {"a": 0.9}, 0.0, InputCheck(), None, "demo@abc")
+        >>> d.finding.startswith("Findings suggest ankylosing spondylitis")
+        True
+    """
+
+    probability: float
+    label: str
+    threshold: float
+    members: dict[str, float]
+    spread: float
+    check: InputCheck
+    explanation: Any = None
+    model: str = ""
+    image: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def finding(self) -> str:
+        """One sentence for clinicians; it describes findings, it never states a diagnosis
+        (:func:`as_ai.wording.finding`)."""
+        return wording.finding(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable dict (explanation via its own ``to_dict()`` when it has one)."""
+        expl = self.explanation
+        if expl is not None and hasattr(expl, "to_dict"):
+            expl = expl.to_dict()
+        return {
+            "probability": float(self.probability),
+            "label": self.label,
+            "finding": self.finding,
+            "threshold": float(self.threshold),
+            "members": {str(k): float(v) for k, v in self.members.items()},
+            "spread": float(self.spread),
+            "check": self.check.to_dict(),
+            "explanation": expl,
+            "image": dict(self.image),
+            "model": self.model,
+        }
