@@ -256,7 +256,7 @@ def load_triager(model: str | os.PathLike | None = None, revision: str | None = 
     return hub.load_cached("triage", model, revision, Triager.from_pretrained)
 
 
-def triage(patient: Mapping[str, Any] | pd.DataFrame, model: str | os.PathLike | None = None,
+def triage(patient: Mapping[str, Any] | pd.DataFrame, *, model: str | os.PathLike | None = None,
            revision: str | None = None) -> Triage:
     """Predict BASFI and BASDAI for one patient and place them in a surgical-risk group.
 

@@ -41,7 +41,7 @@ def load_diagnoser(model: str | os.PathLike | None = None, revision: str | None 
     return hub.load_cached("diagnosis", model, revision, Diagnoser.from_pretrained)
 
 
-def diagnose(src: Any, model: str | os.PathLike | None = None, revision: str | None = None,
+def diagnose(src: Any, *, model: str | os.PathLike | None = None, revision: str | None = None,
              explain: str | None = None) -> Diagnosis:
     """Diagnose one radiograph with the cached :class:`Diagnoser` of :func:`load_diagnoser`.
 

@@ -1,4 +1,4 @@
-"""Evaluation metrics for the diagnosis model: AUC with DeLong CI and test, binary report, ECE, kappa.
+"""Evaluation metrics for the diagnosis model: AUC with DeLong CI and test, binary report, ECE (and, from\n:mod:`as_ai.agreement`, Cohen's kappa).
 
 DeLong's method (DeLong, DeLong & Clarke-Pearson 1988) in the fast midrank form of Sun & Xu (2014),
 reproducing R pROC's ``ci.auc`` / ``roc.test(method="delong")`` for direction "<": the positive
@@ -14,6 +14,12 @@ from typing import Any
 import numpy as np
 from scipy.stats import norm
 
+from ._metric_inputs import labels as _labels
+from ._metric_inputs import level as _level
+from ._metric_inputs import scores as _scores
+from ._metric_inputs import two_classes as _two_classes
+from .agreement import Kappa, cohen_kappa, kappa_band  # noqa: F401  (re-exported: one import for all metrics)
+
 __all__ = [
     "auc_ci",
     "delong_placements",
@@ -26,58 +32,6 @@ __all__ = [
     "Kappa",
     "kappa_band",
 ]
-
-
-# ------------------------------------------------------------------------------------------ validation
-def _vector(name: str, value: Any) -> np.ndarray:
-    arr = np.asarray(value)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D sequence, got shape {arr.shape}; pass one value per case.")
-    if len(arr) == 0:
-        raise ValueError(f"{name} is empty; pass at least one value per class.")
-    return arr
-
-
-def _labels(y: Any) -> np.ndarray:
-    arr = _vector("y", y)
-    try:
-        yf = arr.astype(float)
-    except (TypeError, ValueError):
-        raise ValueError(f"y must hold 0/1 (or bool) labels, got values such as {arr[:3].tolist()}; "
-                         "encode the positive class as 1.") from None
-    if np.any(np.isnan(yf)):
-        raise ValueError("y has missing values; drop or label those cases first.")
-    bad = ~np.isin(yf, (0.0, 1.0))
-    if np.any(bad):
-        raise ValueError(f"y must hold 0/1 labels (1 = positive), got {np.unique(arr[bad])[:5].tolist()}.")
-    return yf.astype(np.int64)
-
-
-def _scores(name: str, value: Any, n: int) -> np.ndarray:
-    arr = _vector(name, value)
-    if len(arr) != n:
-        raise ValueError(f"{name} must have one value per label: got {len(arr)} values for {n} labels.")
-    try:
-        out = arr.astype(float)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be numeric, got values such as {arr[:3].tolist()}.") from None
-    if not np.all(np.isfinite(out)):
-        raise ValueError(f"{name} has missing or infinite values ({int((~np.isfinite(out)).sum())} of {n}); "
-                         "scores must be finite numbers.")
-    return out
-
-
-def _two_classes(y: np.ndarray, *, minimum: int = 1) -> None:
-    n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
-    if n_pos < minimum or n_neg < minimum:
-        raise ValueError(f"y needs at least {minimum} positive (1) and {minimum} negative (0) case(s), got "
-                         f"{n_pos} positive and {n_neg} negative; an AUC compares the two classes.")
-
-
-def _level(level: float) -> float:
-    if not (isinstance(level, (int, float)) and 0 < level < 1):
-        raise ValueError(f"level must be in (0, 1), got {level!r}; 0.95 gives a 95% interval.")
-    return float(level)
 
 
 # ---------------------------------------------------------------------------------------------- DeLong
@@ -339,93 +293,3 @@ def binary_report(y: Any, prob: Any, threshold: float = 0.5, *, n_bins: int = 10
         f1=_ratio(2 * tp, 2 * tp + fp + fn), ece=expected_calibration_error(yy, p, n_bins=n_bins),
         confusion=(tn, fp, fn, tp), auc=auc,
     )
-
-
-# ------------------------------------------------------------------------------------------------ kappa
-_BANDS = ((0.20, "slight"), (0.40, "fair"), (0.60, "moderate"), (0.80, "substantial"), (1.0, "almost perfect"))
-
-
-def kappa_band(kappa: float) -> str:
-    """Landis & Koch (1977) agreement band of a kappa value.
-
-    <0 poor, 0–0.20 slight, 0.21–0.40 fair, 0.41–0.60 moderate, 0.61–0.80 substantial,
-    0.81–1 almost perfect (upper bounds inclusive).
-
-    Example:
-        >>> kappa_band(0.348), kappa_band(0.8013)
-        ('fair', 'almost perfect')
-    """
-    if not math.isfinite(kappa):
-        raise ValueError(f"kappa must be a finite number, got {kappa!r}.")
-    if kappa < 0:
-        return "poor"
-    for upper, name in _BANDS:
-        if kappa <= upper:
-            return name
-    return "almost perfect"
-
-
-@dataclass(frozen=True)
-class Kappa:
-    """Cohen's kappa between two raters, its weighting and its Landis & Koch band."""
-
-    kappa: float
-    weights: str | None
-    band: str
-    n: int
-    observed_agreement: float = float("nan")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable form."""
-        return asdict(self)
-
-
-_WEIGHTS = (None, "linear", "quadratic")
-
-
-def cohen_kappa(a: Any, b: Any, *, weights: str | None = None) -> Kappa:
-    """Cohen's kappa of two raters' labels on the same cases, optionally weighted for ordered grades.
-
-    ``kappa = 1 − Σ w·O / Σ w·E`` over the confusion matrix O and the chance matrix E (outer product of
-    the marginals); ``w`` is 0 on the diagonal and 1 off it (unweighted), ``|i−j|`` (linear) or
-    ``(i−j)²`` (quadratic), with i, j the positions of the labels in sorted order — as scikit-learn's
-    ``cohen_kappa_score``. Use weights for ordinal grades such as the sacroiliitis grade 0–4.
-
-    Raises:
-        ValueError: mismatched lengths, missing labels, unknown ``weights``, or both raters giving one
-            and the same label to every case (kappa undefined).
-
-    Example:
-        >>> k = cohen_kappa([0, 1, 2, 2, 1, 0], [0, 1, 2, 1, 1, 0])
-        >>> round(k.kappa, 3), k.band
-        (0.75, 'substantial')
-    """
-    if weights not in _WEIGHTS:
-        raise ValueError(f"weights must be one of {_WEIGHTS}, got {weights!r}.")
-    ra, rb = _vector("a", a), _vector("b", b)
-    if len(ra) != len(rb):
-        raise ValueError(f"a and b must rate the same cases: got {len(ra)} and {len(rb)} labels.")
-    import pandas as pd
-
-    if np.any(pd.isna(ra)) or np.any(pd.isna(rb)):
-        raise ValueError("a or b has missing labels; kappa needs both raters' label for every case.")
-    labels, codes = np.unique(np.concatenate([ra, rb]), return_inverse=True)
-    k, n = len(labels), len(ra)
-    obs = np.zeros((k, k))
-    np.add.at(obs, (codes[:n], codes[n:]), 1.0)
-    obs /= n
-    exp = np.outer(obs.sum(axis=1), obs.sum(axis=0))
-    i, j = np.indices((k, k))
-    if weights is None:
-        w = (i != j).astype(float)
-    elif weights == "linear":
-        w = np.abs(i - j).astype(float)
-    else:
-        w = (i - j).astype(float) ** 2
-    den = float(np.sum(w * exp))
-    if den == 0:
-        raise ValueError(f"kappa is undefined: both raters gave every case the same label ({labels.tolist()}), "
-                         "so chance agreement is 1. Report the raw agreement instead.")
-    kappa = 1.0 - float(np.sum(w * obs)) / den
-    return Kappa(kappa=kappa, weights=weights, band=kappa_band(kappa), n=n,
-                 observed_agreement=float(np.trace(obs)))

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from as_ai import _lime, explain as ex
+from train import faithfulness
 from as_ai.diagnosis import Diagnoser
 from as_ai.imaging import Preprocess
 
@@ -76,7 +77,7 @@ def test_to_input_grid_undoes_the_model_view(shape):
     img = ndimage.gaussian_filter(rng.random(shape), 6).astype(np.float32)
     img = (img - img.min()) / np.ptp(img)
     d = blob_diagnoser()
-    view, p = ex._model_view(d, ex.load_radiograph(img))
+    view, p = ex.model_view(d, ex.load_radiograph(img))
     back = ex.to_input_grid(view, shape, p)
     seen = ex.to_input_grid(np.ones_like(view), shape, p, mode="nearest") > 0.5
     inner = ndimage.binary_erosion(seen, iterations=4)
@@ -143,7 +144,7 @@ def test_batched_explainer_draws_the_same_samples_as_lime():
 
 def test_mask_predictor_equals_scoring_the_perturbed_images():
     d = blob_diagnoser({"a": 224, "b": 160})
-    setup = ex._lime_setup(d, blob_image(), n_segments=32)
+    setup = ex.lime_setup(d, blob_image(), n_segments=32)
     n = int(setup.segments.max()) + 1
     data = np.random.default_rng(0).integers(0, 2, (12, n))
     fast = setup.predictor.predict_masks(data)
@@ -220,8 +221,8 @@ def test_deletion_curve_of_gradcam_beats_random_order():
     d = blob_diagnoser()
     img = blob_image()
     e = ex.gradcam(d, img)
-    good = ex.deletion_curve(d, img, e.heatmap, steps=10)
-    rand = ex.deletion_curve(d, img, None, steps=10)
+    good = faithfulness.deletion_curve(d, img, e.heatmap, steps=10)
+    rand = faithfulness.deletion_curve(d, img, None, steps=10)
     assert good.fractions[0] == 0.0 and good.fractions[-1] == 1.0
     assert good.probabilities[0] == pytest.approx(e.probability, abs=1e-6)
     assert good.auc < rand.auc
@@ -234,7 +235,7 @@ def test_si_joint_hit(hm_peak, expected):
     hm = np.zeros((200, 200), np.float32)
     y, x = hm_peak
     hm[y - 3:y + 3, x - 3:x + 3] = 1.0
-    assert ex.si_joint_hit(hm, rois) is expected
+    assert faithfulness.si_joint_hit(hm, rois) is expected
 
 
 def test_explain_rejects_unknown_method():
@@ -279,3 +280,31 @@ def test_lime_in_bfloat16_keeps_the_map_and_reports_the_float32_probability():
 def test_lime_rejects_bad_sampling_or_precision_by_name(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         ex.lime(blob_diagnoser(), blob_image(), **bad)
+
+
+def test_train_explain_fits_normlime_and_reports_faithfulness(tmp_path):
+    """``python -m train.explain`` end to end with the bundled model on a few small phantoms: NormLIME saved
+    and loadable, and a faithfulness report with every method's deletion AUC and SI-joint hit rate."""
+    import warnings
+
+    from as_ai.errors import SyntheticModelWarning
+    from as_ai.hub import DEMO_DIR
+    from as_ai.synthetic.datasets import read_split, write_pxr_dataset
+    from train import explain as train_explain
+
+    data = write_pxr_dataset(tmp_path / "pxr", n=4, n_external=0, seed=2, size=256, progress=False)
+    assert (read_split(data / "train")["true_label"] == "AS").any()
+    out = tmp_path / "out"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntheticModelWarning)
+        rc = train_explain.main(["--model", str(DEMO_DIR / "diagnosis"), "--data", str(data), "--out", str(out),
+                                 "--n", "2", "--num-samples", "64", "--n-segments", "16", "--clusters", "2",
+                                 "--faithfulness", "1", "--faith-split", "train"])
+    assert rc in (0, None)
+    nl = ex.NormLime.load(out)
+    assert nl.info["n_segments"] == 16 and nl.importance.shape == (2,)
+    report = json.loads((out / "faithfulness.json").read_text())
+    assert report["n_images"] == 1
+    assert set(report["deletion_auc"]) == {"gradcam", "lime", "normlime", "random_regions", "random_pixels"}
+    assert all(0.0 <= v["mean"] <= 1.0 for v in report["deletion_auc"].values())
+    assert all(0.0 <= v <= 1.0 for v in report["si_joint_hit_rate"].values())

@@ -260,14 +260,14 @@ def test_diagnose_training_and_every_explanation_feed_the_network_one_tensor(blu
     training = read_split(png.parent, TrainConfig(), m.preprocess, [size], train_size=False,
                           view=lambda r: m.model_views([r])[0]).eval[size][0]
     torch.testing.assert_close(normalise(training.float(), m.preprocess), inference, atol=2e-3, rtol=0)  # float16 cache
-    lime_view = ex._lime_setup(m, rg, n_segments=40).view
+    lime_view = ex.lime_setup(m, rg, n_segments=40).view
     torch.testing.assert_close(normalise(torch.from_numpy(lime_view)[None], m.preprocess), inference)
     torch.testing.assert_close(model_grey(rg, m.preprocess)[0], torch.from_numpy(lime_view))
 
     p = float(m.predict_proba([rg])[0])
     assert ex.gradcam(m, rg).probability == pytest.approx(p, abs=1e-6)
     assert ex.lime(m, rg, num_samples=10, n_segments=40).probability == pytest.approx(p, abs=1e-5)
-    feats = ex.superpixel_features(m, lime_view, ex._lime_setup(m, rg, n_segments=40).segments)
+    feats = ex.superpixel_features(m, lime_view, ex.lime_setup(m, rg, n_segments=40).segments)
     assert np.isfinite(feats).all()
 
 

@@ -77,11 +77,11 @@ def test_old_import_paths_still_work():
     for name in ("MaskPredictor", "run_lime", "N_SEGMENTS", "segment_radiograph", "mean_fill",
                  "BatchedLimeImageExplainer", "StopRule"):
         assert getattr(_lime, name) is getattr(_lime_core, name)
-    assert ex._view is protocol.ensemble_view and ex._read is protocol.read_view
-    assert ex._lime_setup is lime_map.lime_setup and ex._superpixel_explanation is lime_map.superpixel_explanation
-    assert ex._model_view is lime_map.model_view and ex._early_module is norm_lime.early_layer
-    for name in ("explain", "gradcam", "lime", "normlime", "NormLime", "Explanation", "DeletionCurve",
-                 "deletion_curve", "si_joint_hit", "METHODS", "lime_with_features", "superpixel_features",
+    assert ex.ensemble_view is protocol.ensemble_view and ex.read_view is protocol.read_view
+    assert ex.lime_setup is lime_map.lime_setup and ex.superpixel_explanation is lime_map.superpixel_explanation
+    assert ex.model_view is lime_map.model_view and ex.early_layer is norm_lime.early_layer
+    for name in ("explain", "gradcam", "lime", "normlime", "NormLime", "Explanation", "METHODS",
+                 "lime_with_features", "superpixel_features",
                  "to_input_grid", "crop_box", "load_radiograph", "AUTO_MAX_SAMPLES"):
         assert hasattr(ex, name), name
     assert callable(ex.lime) and callable(ex.gradcam)  # the functions, not submodules of the same name

@@ -290,6 +290,9 @@ def test_docstring_examples_run():
     """The examples in the docstrings are what users copy: they must stay true."""
     import doctest
 
+    import as_ai.agreement
     import as_ai.metrics
 
-    assert doctest.testmod(as_ai.metrics).failed == 0
+    for module in (as_ai.metrics, as_ai.agreement):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__

@@ -48,9 +48,9 @@ def fit_normlime(diagnoser, images: Sequence[Any], *, num_samples: int, n_segmen
     """Fit :class:`as_ai.explain.NormLime` on LIME runs over ``images``."""
     from as_ai import explain as ex
 
-    members, _ = ex._view(diagnoser)
+    members, _ = ex.ensemble_view(diagnoser)
     member = max(members, key=lambda m: m[2])
-    layer, stride = ex._early_module(member[1])
+    layer, stride = ex.early_layer(member[1])
     weights, feats = [], []
     for i, im in enumerate(images):
         w, f, _ = ex.lime_with_features(diagnoser, im, num_samples=num_samples, n_segments=n_segments, seed=seed + i,
@@ -68,6 +68,7 @@ def faithfulness(diagnoser, rows: Sequence[dict], normlime, *, num_samples: int,
     """Deletion AUCs and SI-joint hit rates per method on phantoms with ROIs."""
     from as_ai import _lime, explain as ex
     from as_ai.imaging import load_radiograph
+    from train.faithfulness import deletion_curve, si_joint_hit
 
     methods = ("gradcam", "lime", "normlime", "random_regions", "random_pixels")
     aucs: dict[str, list[float]] = {m: [] for m in methods}
@@ -85,9 +86,9 @@ def faithfulness(diagnoser, rows: Sequence[dict], normlime, *, num_samples: int,
         w, f, setup = ex.lime_with_features(diagnoser, rg, num_samples=num_samples, n_segments=n_seg, seed=seed + i,
                                             member=None if normlime is None else normlime.info.get("member"))
         times["lime"].append(time.perf_counter() - t0)
-        maps["lime"] = ex._superpixel_explanation("lime", setup, w, 0.0, 0.0, {}).heatmap
+        maps["lime"] = ex.superpixel_explanation("lime", setup, w, 0.0, 0.0, {}).heatmap
         if normlime is not None:
-            maps["normlime"] = ex._superpixel_explanation("normlime", setup, normlime.combine(w, f), 0.0, 0.0, {}).heatmap
+            maps["normlime"] = ex.superpixel_explanation("normlime", setup, normlime.combine(w, f), 0.0, 0.0, {}).heatmap
         seen = ex.to_input_grid(np.ones((setup.preprocess.crop,) * 2, np.float32), rg.shape, setup.preprocess,
                                 mode="nearest") > 0.5
         # baselines: superpixels (the regions LIME ranks) in random order, which removes compact regions
@@ -102,9 +103,9 @@ def faithfulness(diagnoser, rows: Sequence[dict], normlime, *, num_samples: int,
             box[y0:y1, x0:x1] = True
         chance.append(float((box & seen).sum() / seen.sum()))
         for m, hm in maps.items():
-            aucs[m].append(ex.deletion_curve(diagnoser, rg, None if m == "random_pixels" else hm, steps=steps,
+            aucs[m].append(deletion_curve(diagnoser, rg, None if m == "random_pixels" else hm, steps=steps,
                                              seed=seed + i).auc)
-            hits[m].append(ex.si_joint_hit(hm, rois))
+            hits[m].append(si_joint_hit(hm, rois))
     return {
         "n_images": len(rows), "num_samples": num_samples, "deletion_steps": steps,
         "deletion_auc": {m: {"mean": float(np.mean(v)), "sd": float(np.std(v))} for m, v in aucs.items() if v},

@@ -9,9 +9,8 @@
 * **NormLIME** (:class:`NormLime`, :func:`normlime`, :mod:`~as_ai.explain.norm_lime`): global importance of
   superpixel *kinds* learned over a dataset (``python -m train.explain``), used to re-weight an image's LIME
   map, as in PaddleX.
-* **Faithfulness** (:func:`deletion_curve`, :func:`si_joint_hit`, :mod:`~as_ai.explain.faithfulness`): how
-  fast P(AS) falls as the top-ranked regions are removed, and whether the strongest region lies on a
-  sacroiliac joint.
+* How faithful each method is (deletion curves, whether the strongest region lies on a sacroiliac joint) is
+  measured in training, by ``train/faithfulness.py`` (``python -m train.explain --faithfulness K``).
 
 Every method returns an :class:`Explanation` (:mod:`~as_ai.explain.result`) given on the pixel grid of the
 image passed in (the resize and centre crop of the model's preprocessing are undone); pixels the model
@@ -29,7 +28,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from .faithfulness import DeletionCurve, deletion_curve, si_joint_hit
 from .grad_cam import gradcam
 from .lime_map import lime, lime_setup, model_view, superpixel_explanation
 from .norm_lime import NormLime, early_layer, lime_with_features, normlime, superpixel_features
@@ -47,17 +45,9 @@ from .norm_lime import NORMLIME_CONFIG, NORMLIME_FILE  # noqa: F401
 
 METHODS = ("gradcam", "lime", "normlime")
 
-__all__ = ["Explanation", "explain", "gradcam", "lime", "normlime", "NormLime", "DeletionCurve",
-           "deletion_curve", "si_joint_hit", "METHODS", "lime_with_features", "superpixel_features", "Explainable"]
-
-# The old private names of what is public now (``train/explain.py``, tests and benchmarks use them).
-_view = ensemble_view
-_read = read_view
-_lime_setup = lime_setup
-_model_view = model_view
-_superpixel_explanation = superpixel_explanation
-_early_module = early_layer
-
+__all__ = ["Explanation", "explain", "gradcam", "lime", "normlime", "NormLime", "METHODS", "lime_with_features",
+           "superpixel_features", "Explainable", "ensemble_view", "read_view", "lime_setup", "model_view",
+           "superpixel_explanation", "early_layer"]
 
 def explain(diagnoser: Explainable, image: Any, *, method: str = "gradcam", **options: Any) -> Explanation:
     """Explain the diagnosis of ``image`` with ``method`` ("gradcam", "lime" or "normlime").

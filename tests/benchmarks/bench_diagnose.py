@@ -54,7 +54,7 @@ def _naive(diagnoser: Diagnoser, path) -> float:
         with Image.open(path) as im:
             a = np.asarray(im).astype(np.float32) / 65535.0
         pil = Image.fromarray(a, mode="F")
-        resize = diagnoser._preprocess_by_size[size].resize_short
+        resize = diagnoser.preprocess_by_size[size].resize_short
         w, h = pil.size
         scale = resize / min(w, h)
         pil = pil.resize((max(resize, round(w * scale)), max(resize, round(h * scale))), Image.BILINEAR)

@@ -76,7 +76,7 @@ def radiograph():
 
 def _naive_classifier(diagnoser, *, native: bool):
     """What a user of lime would write: a batch of RGB images -> model tensors -> [P(non-AS), P(AS)]."""
-    _, by_size = ex._view(diagnoser)
+    _, by_size = ex.ensemble_view(diagnoser)
     big = max(by_size)
 
     def fn(images: np.ndarray) -> np.ndarray:
@@ -145,7 +145,7 @@ def _full_segments(segments: np.ndarray, shape: tuple[int, int], preprocess) -> 
 @pytest.mark.parametrize("size", [2000, 512])
 def test_lime_speed(diagnoser, size, record):
     radiograph = _phantom(size)
-    setup = ex._lime_setup(diagnoser, radiograph, n_segments=_lime.N_SEGMENTS)
+    setup = ex.lime_setup(diagnoser, radiograph, n_segments=_lime.N_SEGMENTS)
     segments, view = setup.segments, setup.view
     naive_view = _naive_classifier(diagnoser, native=False)
     ex.lime(diagnoser, radiograph)  # warm-up: builds the scoring copy once per diagnoser, as the Space does
@@ -212,7 +212,7 @@ def test_lime_fidelity(diagnoser, record):
     rows = []
     for seed, ph in _fidelity_phantoms(FIDELITY_PHANTOMS):
         rg = load_radiograph(to_display(ph.image))
-        setup = ex._lime_setup(diagnoser, rg, n_segments=_lime.N_SEGMENTS, precision="float32")
+        setup = ex.lime_setup(diagnoser, rg, n_segments=_lime.N_SEGMENTS, precision="float32")
         ref, _ = _lime.run_lime(setup.view, setup.segments, setup.predictor, num_samples=REFERENCE_SAMPLES,
                                 batch_size=16, seed=REFERENCE_SEED)
         lime1000, _ = _lime.run_lime(setup.view, setup.segments, setup.predictor, num_samples=1000,

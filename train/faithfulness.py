@@ -2,7 +2,8 @@
 
 :func:`deletion_curve` removes growing shares of the image, most important first by the map, and records
 how fast P(AS) falls (a random ranking is the baseline); :func:`si_joint_hit` asks whether the map's peak
-lies on an SI joint, where radiographic sacroiliitis is read. ``python -m train.explain`` reports both.
+lies on an SI joint, where radiographic sacroiliitis is read. ``python -m train.explain`` reports both; they
+measure the explanation methods of :mod:`as_ai.explain` and are used only in training and evaluation.
 """
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..decoding import load_radiograph
-from ..transforms import to_input_grid
-from .protocol import Explainable, ensemble_view
+from as_ai.decoding import load_radiograph
+from as_ai.explain.protocol import Explainable, ensemble_view
+from as_ai.transforms import to_input_grid
 
 __all__ = ["DeletionCurve", "deletion_curve", "si_joint_hit"]
 
