@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from as_ai.clinical import TARGETS
+from as_ai.plots import draw_risk_curves
 
 
 def figures(results: dict[str, Any], surv: dict[str, Any], yte: dict[str, np.ndarray], obs_tr: dict[str, np.ndarray],
@@ -50,12 +51,7 @@ def figures(results: dict[str, Any], surv: dict[str, Any], yte: dict[str, np.nda
 
         fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
         for ax, split, by in ((axes[0], "train", "observed"), (axes[1], "test", "predicted")):
-            for g, c in (("low", "tab:blue"), ("high", "tab:red")):
-                curve = s[f"curves_{split}"].get(g)
-                if curve is None:
-                    continue
-                ax.step(curve.time, curve.risk, where="post", color=c, label=f"{g} (n={curve.n}, events={curve.events})")
-                ax.fill_between(curve.time, curve.lower, curve.upper, step="post", color=c, alpha=0.15)
+            draw_risk_curves(ax, s[f"curves_{split}"], name=t.upper())   # as the Space draws them
             lr = s[f"logrank_{split}"]
             p = f"log-rank p = {lr.p_value:.2g}" if lr else "one group only"
             ax.set(title=f"{split}: groups by {by} {t.upper()} (cut-off {cp.cutpoint:g}); {p}",
