@@ -35,7 +35,7 @@ from .quality import InputGate, build_check, image_checks, may_be_camera_picture
 from .radiograph import Radiograph
 from .repo_config import LABELS, DiagnosisRepoConfig, check_member_name, extra_entries, repo_error
 from .result import INDETERMINATE, Diagnosis
-from .transforms import photo_stretch_from_config, photo_view, to_model_input
+from .transforms import photo_rectify_from_config, photo_stretch_from_config, photo_view, to_model_input
 
 EXPLAIN_METHODS = ("gradcam", "lime")
 SOFTNESS_CAUTION_RISE = 0.05  # rise of the non-AS mean P(AS) under the softness test that earns a caution
@@ -203,8 +203,8 @@ class Diagnoser:
 
     def model_views(self, images: Sequence[Radiograph | np.ndarray], photos: Sequence[Any] | None = None
                     ) -> list[Radiograph]:
-        """The radiographs as the members read them: a photo of a screen contrast-stretched when the model
-        says so (``as_ai.json["photo_input"]["contrast_stretch"]``: percentiles mapped to 0 and 1).
+        """The radiographs as the members read them: a photo of a screen rectified and contrast-stretched when
+        the model says so (``as_ai.json["photo_input"]``: ``rectify``, ``contrast_stretch``).
 
         ``photos`` are the images' photo checks when already made; otherwise images that may be camera
         pictures (8-bit, not DICOM) are checked here. Everything else is returned unchanged.
@@ -219,7 +219,8 @@ class Diagnoser:
                 continue
             photo = photos[i] if photos is not None else (
                 image_checks(rg, False)[0] if may_be_camera_picture(rg.meta) else None)
-            out.append(photo_view(rg, self.photo_stretch, photo is not None and photo.is_photo))
+            out.append(photo_view(rg, self.photo_stretch, photo is not None and photo.is_photo,
+                                  rectify=photo_rectify_from_config(self.config.get("photo_input"))))
         return out
 
     def set_preprocess(self, preprocess: Preprocess) -> None:

@@ -42,7 +42,8 @@ __all__ = [
     "Preprocess", "IMAGENET_MEAN", "IMAGENET_STD", "INTENSITY_MODES",
     "model_grey", "normalise", "to_model_input", "standardise_intensity", "intensity_reference",
     "soften_input", "eval_transform", "train_transform", "Standardise", "Soften", "GreyToRGB",
-    "scaled_for_size", "photo_stretch_from_config", "resize_short_edge", "finish_grey", "view_tail", "photo_view", "stretch_contrast",
+    "scaled_for_size", "photo_stretch_from_config", "photo_rectify_from_config", "rectify_photo",
+    "resize_short_edge", "finish_grey", "view_tail", "photo_view", "stretch_contrast",
     "resized_size", "crop_box", "to_input_grid",
 ]
 
@@ -98,8 +99,9 @@ def photo_stretch_from_config(entry: Any) -> tuple[float, float] | None:
     """``as_ai.json["photo_input"]`` -> the contrast-stretch percentiles for photos, or None (read as they are).
 
     Raises:
-        ValueError: the entry is malformed (not two percentiles 0 <= low < high <= 100).
+        ValueError: the entry is malformed (not two percentiles 0 <= low < high <= 100, ``rectify`` not a bool).
     """
+    photo_rectify_from_config(entry)
     if not entry:
         return None
     pct = entry.get("contrast_stretch") if isinstance(entry, Mapping) else None
@@ -123,11 +125,46 @@ def stretch_contrast(rg: Radiograph, pct: tuple[float, float]) -> Radiograph:
     return Radiograph(px, {**rg.meta, "warnings": list(rg.warnings), "contrast_stretched": [float(lo), float(hi)]})
 
 
-def photo_view(rg: Radiograph, stretch: tuple[float, float] | None, is_photo: bool) -> Radiograph:
-    """What a model makes of an image before its geometry: a photo of a screen stretched when it says so
-    (once: an image already stretched is returned as it is)."""
+def photo_rectify_from_config(entry: Any) -> bool:
+    """``as_ai.json["photo_input"]["rectify"]``: whether a photo of a screen is cut out of the photo and made
+    upright (:mod:`as_ai.rectify`) before it is read; False when absent (models from before it existed).
+
+    Raises:
+        ValueError: the entry is not true / false.
+    """
+    value = entry.get("rectify", False) if isinstance(entry, Mapping) else False
+    if not isinstance(value, bool):
+        raise ValueError(f"photo_input.rectify must be true or false, got {value!r}")
+    return value
+
+
+def rectify_photo(rg: Radiograph) -> Radiograph:
+    """The radiograph cut out of a photo and made upright (:func:`as_ai.rectify.find_radiograph`,
+    :func:`~as_ai.rectify.rectify`), at the photo's resolution capped at ``RECTIFY_MAX_SIDE``; what was found
+    is in ``meta["rectified"]`` (corners, or why none were found, in which case the photo is kept as it is)."""
+    from .rectify import find_radiograph, rectify
+
+    quad = find_radiograph(rg.pixels)
+    meta = {**rg.meta, "warnings": list(rg.warnings), "rectified": quad.to_dict()}
+    if not quad.found:
+        return Radiograph(rg.pixels, meta)
+    h, w = quad.size
+    scale = min(1.0, RECTIFY_MAX_SIDE / max(h, w))
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    return Radiograph(rectify(rg.pixels, quad, size=size), meta)
+
+
+RECTIFY_MAX_SIDE = 2048
+
+
+def photo_view(rg: Radiograph, stretch: tuple[float, float] | None, is_photo: bool, *,
+               rectify: bool = False) -> Radiograph:
+    """What a model makes of an image before its geometry: a photo of a screen rectified (when the model
+    says so) and stretched when it says so (once: an image already stretched is returned as it is)."""
     if stretch is None or not is_photo or "contrast_stretched" in rg.meta:
         return rg
+    if rectify and "rectified" not in rg.meta:
+        rg = rectify_photo(rg)
     return stretch_contrast(rg, stretch)
 
 

@@ -207,6 +207,35 @@ def test_camera_tab_on_a_phone_photo(handlers, models, examples):
         assert advice.replace("'", "&#x27;") in check
 
 
+def test_camera_tab_heatmap_of_a_model_that_rectifies_photos(app, models, tmp_path):
+    """A model whose repo says ``photo_input.rectify`` reads the radiograph cut out of the photo; its heatmap
+    lies on that grid and the page draws it there (not over the photo, whose shape differs)."""
+    import json
+    import shutil
+
+    from PIL import Image
+
+    from as_ai.diagnoser import Diagnoser
+    from as_ai.hub import DEMO_DIR
+    from as_ai.synthetic import pelvis, phone
+
+    repo = tmp_path / "model"
+    shutil.copytree(DEMO_DIR / "diagnosis", repo)
+    cfg = json.loads((repo / "as_ai.json").read_text())
+    cfg["photo_input"]["rectify"] = True
+    (repo / "as_ai.json").write_text(json.dumps(cfg))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntheticModelWarning)
+        rectifying = app.Models(diagnoser=Diagnoser.from_pretrained(repo), triager=models.triager,
+                                explain_available=True)
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(phone.photograph(pelvis.sample(26).image, level=1, seed=26)).save(path, quality=92)
+    h = app.Handlers(rectifying, workdir=tmp_path)
+    finding, members, check, heat, result, _ = h.diagnose_photo(str(path), "Grad-CAM (fast)", progress=None)
+    assert heat["value"] is not None and "cut out of the photo" in heat["label"]
+    assert heat["value"].shape[:2] != (512, 512)
+
+
 # ------------------------------------------------------------------------------------------ heatmaps
 def test_overlay_colours_where_the_heatmap_is(app):
     img = np.full((100, 200), 0.5, np.float32)

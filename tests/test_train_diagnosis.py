@@ -239,12 +239,28 @@ def test_training_phone_photos_are_stretched_like_the_model_reads_them():
     from as_ai.synthetic.phone import photograph
 
     img = pelvis.sample(5, size=256).image
-    _, plain = train_data._phone_photo((0, img, 3, 7, 64, None))
-    _, stretched = train_data._phone_photo((0, img, 3, 7, 64, (0.5, 99.5)))
+    _, plain = train_data._phone_photo((0, img, 3, 7, 64, None, False))
+    _, stretched = train_data._phone_photo((0, img, 3, 7, 64, (0.5, 99.5), False))
     expected = _stretched(load_radiograph(photograph(img, level=3, seed=7)), (0.5, 99.5)).pixels
     assert stretched.shape == plain.shape and stretched.float().std() > plain.float().std()  # more contrast
     assert stretched.dtype == torch.uint8                   # cached as 8-bit, like every training photo
     assert float(stretched.float().max()) / 255 == pytest.approx(float(expected.max()), abs=2e-2)
+
+
+def test_training_phone_photos_are_rectified_like_the_model_reads_them():
+    from as_ai.transforms import photo_view
+    from as_ai.imaging import load_radiograph
+    from as_ai.synthetic import pelvis
+    from as_ai.synthetic.phone import photograph
+
+    img = pelvis.sample(5, size=256).image
+    _, rectified = train_data._phone_photo((0, img, 1, 7, 64, (0.5, 99.5), True))
+    read = photo_view(load_radiograph(photograph(img, level=1, seed=7)), (0.5, 99.5), True, rectify=True)
+    assert read.meta["rectified"]["found"]
+    h, w = read.shape
+    assert rectified.shape[-2:] == ((64, round(64 * w / h)) if w >= h else (round(64 * h / w), 64))
+    with pytest.raises(SystemExit, match="photo_rectify needs photo_stretch"):
+        train_config.TrainConfig(photo_rectify=True).validate()
 
 
 def test_detector_pair_blurs_and_consistency_is_zero_only_for_equal_outputs():

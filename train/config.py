@@ -70,6 +70,9 @@ class TrainConfig:
     photo_stretch: list[float] | None = None  # read photos of a screen with these percentiles mapped to 0 and 1
                                          # (as_ai.json "photo_input"; evaluation reads them so)
     train_photos_stretched: bool = False  # show the training phone photos stretched the same way too
+    photo_rectify: bool = False          # cut the radiograph out of every photo of a screen and make it upright
+                                         # (as_ai.rectify), the training photos and, via as_ai.json "photo_input",
+                                         # every photo the model reads; needs photo_stretch
     phone_augment: float = 0.0           # probability of showing a simulated phone photo of the image instead
     phone_fraction: float = 1.0          # share of training images that get a (precomputed) phone photo
     phone_variants: int = 1              # photos precomputed per image (other seeds, next levels): one is drawn
@@ -166,6 +169,9 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise SystemExit(f"config error: {msg}")
+        if self.photo_rectify and self.photo_stretch is None:
+            raise SystemExit("config error: photo_rectify needs photo_stretch (photos are reworked only when the "
+                             "model stretches them), e.g. photo_stretch: [0.5, 99.5]")
         if self.photo_stretch is not None:
             from as_ai.transforms import photo_stretch_from_config
 

@@ -77,7 +77,8 @@ def read_split(folder: Path, cfg: TrainConfig, pp: Any, sizes: Sequence[int], *,
             for k in range(cfg.phone_variants):  # variant k: the next level, its own scene
                 phone_jobs.append((i, pixels, int(cfg.phone_levels[(i + k) % len(cfg.phone_levels)]),
                                    cfg.seed * 100003 + i + k * 1_000_003, _train_scale(pp, cfg).train_resize_short,
-                                   tuple(cfg.photo_stretch) if cfg.photo_stretch and cfg.train_photos_stretched else None))
+                                   tuple(cfg.photo_stretch) if cfg.photo_stretch and cfg.train_photos_stretched else None,
+                                   bool(cfg.photo_rectify)))
     phone_imgs: dict[int, list[torch.Tensor]] | None = None
     if phone_jobs:
         phone_imgs = {}
@@ -113,9 +114,13 @@ def _phone_photo(job: tuple) -> tuple[int, torch.Tensor]:
     from as_ai.imaging import load_radiograph
     from as_ai.synthetic.phone import photograph
 
-    i, pixels, level, seed, short, stretch = job
+    i, pixels, level, seed, short, stretch, rectify = job
     photo = load_radiograph(photograph(pixels, level=level, seed=seed))
-    if stretch is not None:  # as the model will read photos (as_ai.transforms.photo_view)
+    if rectify:  # as the model will read photos (as_ai.transforms.photo_view)
+        from as_ai.transforms import rectify_photo
+
+        photo = rectify_photo(photo)
+    if stretch is not None:
         from as_ai.transforms import stretch_contrast
 
         photo = stretch_contrast(photo, stretch)

@@ -136,7 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             train_seconds += epoch_seconds(r.history, len(train.y))
 
     # 7. ensemble: combine OOF -> calibration -> threshold
-    photo_input = {"photo_input": {"contrast_stretch": [float(v) for v in cfg.photo_stretch]}} if cfg.photo_stretch else {}
+    photo_input = {"photo_input": {"contrast_stretch": [float(v) for v in cfg.photo_stretch],
+                                   **({"rectify": True} if cfg.photo_rectify else {})}} if cfg.photo_stretch else {}
     fit = fit_ensemble(cv, kept, folds, common, train, cfg, pp, size)
     cs = fit.calibration_set
     accelerator.print(f"calibration ({cfg.calibration}) and threshold {fit.threshold:.3f} fitted on {cs['images']}, "

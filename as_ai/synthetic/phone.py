@@ -72,20 +72,8 @@ def photograph(image: np.ndarray, level: int = 1, seed: int = 0, *, out_size: in
         s = max(h, w)
         panel = np.pad(panel, (((s - h) // 2, s - h - (s - h) // 2), ((s - w) // 2, s - w - (s - w) // 2)),
                        constant_values=black)
-    pad = int(round(panel.shape[0] * (0.02 + 0.03 * u[2])))
-    scr = np.pad(panel, pad, constant_values=black)
-    bez = int(round(panel.shape[0] * (0.03 + 0.04 * u[3])))
-    scr = np.pad(scr, bez, constant_values=0.03)
-    S = scr.shape[0]
-    # camera pose: keystone (corners move inward by up to 4 %·level), rotation, framing
-    src = np.array([[0, 0], [S, 0], [S, S], [0, S]], dtype=np.float64)
-    jit = u[4:12].reshape(4, 2) * 0.04 * lv * S
-    dst = src + np.array([[1, 1], [-1, 1], [-1, -1], [1, -1]]) * jit
-    ang = np.deg2rad((u[12] - 0.5) * 2.5 * lv)
-    c = dst.mean(0)
-    R = np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]])
-    dst = (dst - c) @ R.T + c
-    dst = (dst - c) * (1.0 + 0.08 * (u[13] - 0.3)) + c
+    pad, bez, S, src, dst = _pose(u, lv, panel.shape[0])
+    scr = np.pad(np.pad(panel, pad, constant_values=black), bez, constant_values=0.03)
     photo = _warp(scr, src, dst * (H / S), (H, W), fill=0.04)
     # optics: defocus, and motion blur from level 2 on (more likely and longer with level)
     photo = ndimage.gaussian_filter(photo, 0.35 + 0.22 * lv * (0.6 + 0.4 * u[14]))
@@ -125,6 +113,43 @@ def photograph(image: np.ndarray, level: int = 1, seed: int = 0, *, out_size: in
     if crng.random() < 0.15 * lv:
         out = _jpeg(out, q - 12)
     return out
+
+
+def image_corners(shape: tuple[int, int], level: int = 1, seed: int = 0, *, out_size: int | None = None
+                  ) -> np.ndarray:
+    """Where the radiograph's four corners land in ``photograph(image, level, seed, out_size=...)`` of an
+    image of ``shape``: float64 4×2 (x, y) in photo pixels, clockwise from the top left. The ground truth
+    for finding the radiograph in a photo (the corners of the image itself, not of the screen's bezel)."""
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {LEVELS}; got {level!r}.")
+    h, w = int(shape[0]), int(shape[1])
+    n = max(h, w)
+    H = int(out_size or n)
+    u = np.random.default_rng([int(seed), 77]).random(24)
+    pad, bez, S, src, dst = _pose(u, float(level), n)
+    off_y, off_x = pad + bez + (n - h) // 2, pad + bez + (n - w) // 2
+    x1, y1 = off_x + w - 1, off_y + h - 1   # the centres of the image's corner pixels on the screen
+    rect = np.array([[off_x, off_y], [x1, off_y], [x1, y1], [off_x, y1]], float)
+    Hm = _homography(src, dst * (H / S))  # screen -> photo
+    q = Hm @ np.vstack([rect.T, np.ones(4)])
+    return (q[:2] / q[2]).T
+
+
+def _pose(u: np.ndarray, lv: float, n: int) -> tuple[int, int, int, np.ndarray, np.ndarray]:
+    """The screen around an n-pixel panel (black margin ``pad``, bezel ``bez``, side ``S``) and the camera
+    pose: keystone (corners move inward by up to 4 %·level), rotation, framing; ``src`` -> ``dst`` corners."""
+    pad = int(round(n * (0.02 + 0.03 * u[2])))
+    bez = int(round(n * (0.03 + 0.04 * u[3])))
+    S = n + 2 * (pad + bez)
+    src = np.array([[0, 0], [S, 0], [S, S], [0, S]], dtype=np.float64)
+    jit = u[4:12].reshape(4, 2) * 0.04 * lv * S
+    dst = src + np.array([[1, 1], [-1, 1], [-1, -1], [1, -1]]) * jit
+    ang = np.deg2rad((u[12] - 0.5) * 2.5 * lv)
+    c = dst.mean(0)
+    R = np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]])
+    dst = (dst - c) @ R.T + c
+    dst = (dst - c) * (1.0 + 0.08 * (u[13] - 0.3)) + c
+    return pad, bez, S, src, dst
 
 
 def save_photo(photo: np.ndarray, path, *, seed: int = 0, quality: int = 92, exif_p: float = 0.25) -> int:

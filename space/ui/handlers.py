@@ -109,8 +109,12 @@ class Handlers:
         heat = gr.update(value=None, label="Heatmap overlay (none asked for)")
         if d.explanation is not None and d.label != "indeterminate":
             e = d.explanation
-            heat = gr.update(value=overlay(radiograph.pixels, e.heatmap, signed=e.method != "gradcam"),
-                            label=HEATMAP_LABELS.get(e.method, e.method) + f" ({e.seconds:.1f} s)")
+            base, where = radiograph.pixels, ""
+            if e.heatmap.shape != radiograph.shape:   # the model read the radiograph cut out of a photo
+                base = self.models.diagnoser.model_views([radiograph])[0].pixels
+                where = ", on the radiograph cut out of the photo"
+            heat = gr.update(value=overlay(base, e.heatmap, signed=e.method != "gradcam"),
+                            label=HEATMAP_LABELS.get(e.method, e.method) + f" ({e.seconds:.1f} s{where})")
         members = members_text(d) if d.label != "indeterminate" else ""
         return (finding_text(d), members, check_text(d, photo=photo), heat, d.to_dict(),
                 gr.update(visible=d.label == "AS"))
