@@ -409,7 +409,7 @@ def test_phone_photo_workers_do_not_hang_after_multithreaded_torch(tmp_path):
         for _ in range(3):  # start the OpenMP pool in the parent
             torch.nn.functional.interpolate(x, size=(700, 700), mode="bilinear", antialias=True)
         img = np.random.default_rng(0).random((128, 128)).astype(np.float32)
-        out = td._phone_photos([(i, img, 1 + i % 4, i, 48, None) for i in range(6)], 2)
+        out = td._phone_photos([(i, img, 1 + i % 4, i, 48, None, False) for i in range(6)], 2)
         print("photos", len(out))
     """))
     root = Path(__file__).resolve().parents[1]
