@@ -34,6 +34,7 @@ from .preprocess import Preprocess, scaled_for_size
 from .quality import InputGate, build_check, image_checks, may_be_camera_picture, no_gate_warning
 from .radiograph import Radiograph
 from .repo_config import LABELS, DiagnosisRepoConfig, check_member_name, extra_entries, repo_error
+from .joints._attach import JointReaderMixin
 from .result import INDETERMINATE, Diagnosis
 from .transforms import photo_rectify_from_config, photo_stretch_from_config, photo_view, to_model_input
 
@@ -43,7 +44,7 @@ SOFTNESS_CAUTION_RISE = 0.05  # rise of the non-AS mean P(AS) under the softness
 __all__ = ["Diagnoser", "LABELS", "EXPLAIN_METHODS", "SOFTNESS_CAUTION_RISE", "explain_function"]
 
 
-class Diagnoser:
+class Diagnoser(JointReaderMixin):
     """A loaded diagnosis ensemble: preprocessing, members, combine rule, calibration and threshold.
 
     Load one with :meth:`from_pretrained`; build one from trained members with the constructor (the
@@ -131,7 +132,7 @@ class Diagnoser:
         if gate is None:
             no_gate_warning(resolved.provenance)
         self.resolved = resolved
-        return self
+        return self.attach_joint_reader(resolved.config.get("joint_reader"), base=resolved.path)  # None: no reader
 
     def save_pretrained(self, folder: str | os.PathLike, *, card: str | None = None,
                         dtype: torch.dtype = torch.float16) -> Path:
@@ -357,6 +358,7 @@ class Diagnoser:
         image_part = self.gate is not None and "image" in self.gate.parts
         jobs = [self._executor().submit(image_checks, rg, image_part, self.preprocess)  # during the forward pass
                 for rg in rgs]
+        joints = self._read_joints(rgs)  # the SI joints' reader (when attached) runs on the worker threads too
         views = rgs
         if self.photo_stretch is not None and any(may_be_camera_picture(rg.meta) for rg in rgs):
             views = self.model_views(rgs, [j.result()[0] for j in jobs])  # a photo is read stretched: check first
@@ -372,11 +374,10 @@ class Diagnoser:
                                 photo=photo, member_probs=named, threshold=self.threshold,
                                 extra_reasons=notes, pixels=rg.pixels, descriptor=descriptor, exposure=exposure)
             label = INDETERMINATE if not check.in_distribution else ("AS" if p >= self.threshold else "non-AS")
-            out.append(Diagnosis(
-                probability=float(p), label=label, threshold=self.threshold,
-                members=named,
-                spread=float(np.std(mp)) if len(mp) > 1 else 0.0, check=check, explanation=None,
-                model=self.provenance, image=rg.to_dict()))
+            d = Diagnosis(probability=float(p), label=label, threshold=self.threshold, members=named,
+                          spread=float(np.std(mp)) if len(mp) > 1 else 0.0, check=check, explanation=None,
+                          model=self.provenance, image=rg.to_dict())
+            out.append(self._with_sides(d, joints[i]))
         return out
 
     def __repr__(self) -> str:

@@ -26,6 +26,9 @@ from typing import Any, Sequence
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".dcm", ".dicom"}
 BASE_COLUMNS = ["file", "label", "probability", "threshold", "spread", "in_distribution", "gate_score",
                 "finding", "reasons", "model", "error"]
+SIDE_COLUMNS = [f"sij_{side}_{k}" for side in ("left", "right")
+                for k in ("found", "confidence", "grade", *(f"p{g}" for g in range(5)), "x0", "y0", "x1", "y1")
+                ] + ["mny_probability"]   # written when a joint reader is configured (--joints or the model's own)
 
 
 def add_diagnose_command(sub: argparse._SubParsersAction) -> None:
@@ -46,6 +49,9 @@ def add_diagnose_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="where the members run: auto (a GPU when torch sees one; "
                    "under accelerate, the process's own), cpu, cuda or cuda:N (default auto)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--joints", nargs="?", const="bundled", metavar="READER",
+                   help="also find and grade both sacroiliac joints (0-4 per side, P(modified New York)) with the "
+                   "joint reader in folder READER (default: the bundled phantom-trained one); adds sij_* columns")
     p.set_defaults(func=run_diagnose)
 
 
@@ -85,6 +91,8 @@ def run_diagnose(args: argparse.Namespace) -> int:
     device = _device(args.device, state)
     model_id = args.model or hub.default_model_id("diagnosis")
     diagnoser = Diagnoser.from_pretrained(model_id, args.revision)
+    if getattr(args, "joints", None):
+        diagnoser.attach_joint_reader(args.joints)
     try:
         diagnoser.to(device)
     except ValueError as exc:
@@ -115,7 +123,7 @@ def run_diagnose(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([r["json"] for r in rows], indent=2))
     elif args.csv:
-        write_csv(args.csv, [r["flat"] for r in rows], members=names)
+        write_csv(args.csv, [r["flat"] for r in rows], members=names, sides=diagnoser.joint_reader is not None)
         print(f"wrote {len(rows)} rows to {args.csv}", file=sys.stderr)
     else:
         for r in rows:
@@ -127,6 +135,11 @@ def run_diagnose(args: argparse.Namespace) -> int:
                       f"- {j['finding']}")
                 for reason in j["check"]["reasons"]:  # cautions and advice, one per line under the finding
                     print(f"    - {reason}")
+                if j.get("sides"):
+                    print("    sacroiliac joints: " + ", ".join(
+                        f"{k} grade {v['grade']}" + ("" if v["found"] else " (not found)")
+                        for k, v in j["sides"]["sides"].items())
+                        + f"; P(modified New York criterion) {j['sides']['mny_probability']:.3f}")
     failed = sum("error" in r["json"] for r in rows)
     if failed:
         print(f"as-ai diagnose: {failed} of {len(rows)} file(s) could not be read", file=sys.stderr)
@@ -178,6 +191,13 @@ def _row(file: str, d: Any) -> dict[str, Any]:
             "gate_score": "" if d.check.score is None else f"{d.check.score:.4f}", "finding": d.finding,
             "reasons": " | ".join(d.check.reasons), "model": d.model, "error": ""}
     flat.update({f"member_{n}": f"{p:.6f}" for n, p in d.members.items()})
+    if getattr(d, "sides", None) is not None:
+        for s in d.sides.sides:
+            flat.update({f"sij_{s.side}_found": s.found, f"sij_{s.side}_confidence": f"{s.confidence:.4f}",
+                         f"sij_{s.side}_grade": s.grade,
+                         **{f"sij_{s.side}_p{g}": f"{p:.6f}" for g, p in enumerate(s.probabilities)},
+                         **{f"sij_{s.side}_{k}": f"{v:.1f}" for k, v in zip(("x0", "y0", "x1", "y1"), s.box)}})
+        flat["mny_probability"] = f"{d.sides.mny_probability:.6f}"
     return {"json": j, "flat": flat}
 
 
@@ -187,9 +207,10 @@ def _error_row(file: str, exc: Exception) -> dict[str, Any]:
             "flat": {"file": file, "error": f"{reason}: {exc}"}}
 
 
-def write_csv(path: str | os.PathLike, rows: Sequence[dict[str, Any]], *, members: Sequence[str]) -> None:
-    """One row per image: BASE_COLUMNS then ``member_<name>`` columns."""
-    columns = BASE_COLUMNS + [f"member_{n}" for n in members]
+def write_csv(path: str | os.PathLike, rows: Sequence[dict[str, Any]], *, members: Sequence[str],
+              sides: bool = False) -> None:
+    """One row per image: BASE_COLUMNS, ``member_<name>`` columns, then (``sides``) the per-side SIDE_COLUMNS."""
+    columns = BASE_COLUMNS + [f"member_{n}" for n in members] + (SIDE_COLUMNS if sides else [])
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", restval="")
     w.writeheader()
@@ -221,4 +242,4 @@ def _partial_state() -> Any:
     return PartialState(cpu=not torch.cuda.is_available())
 
 
-__all__ = ["add_diagnose_command", "run_diagnose", "expand_files", "write_csv"]
+__all__ = ["add_diagnose_command", "run_diagnose", "expand_files", "write_csv", "SIDE_COLUMNS"]

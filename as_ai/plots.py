@@ -44,4 +44,53 @@ def draw_risk_curves(ax: Any, curves: Mapping[str, Any], *, highlight: str | Non
                             alpha=0.06 if faded else 0.18 if mine else 0.15)
 
 
-__all__ = ["draw_risk_curves", "GROUP_COLOURS"]
+GRADE_COLOURS = {0: (34, 197, 94), 1: (163, 230, 53), 2: (245, 158, 11), 3: (239, 68, 68), 4: (185, 28, 28)}
+NOT_FOUND_COLOUR = (156, 163, 175)
+
+
+def draw_joint_boxes(image: Any, reading: Any, *, width: int | None = None) -> np.ndarray:
+    """The image (anything :func:`as_ai.load_radiograph` reads) as uint8 RGB H x W x 3 with both sacroiliac joints'
+    boxes drawn, coloured by grade (green 0 .. dark red 4; grey when the joint was not found plausibly), and a
+    label per box: the patient's side, grade, its probability and the localiser's confidence.
+
+    ``reading`` is a :class:`~as_ai.joints.JointReading` or its ``to_dict()``, or a Diagnosis (or its
+    ``to_dict()``) that carries one in ``sides``. For the Space and reports; the boxes are in the image's own pixels, so nothing is resized.
+
+    Raises:
+        InvalidImageError: the image cannot be read.
+        ValueError: ``reading`` holds no sides (a Diagnosis made without a joint reader).
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    from .decoding import load_radiograph
+
+    if isinstance(reading, Mapping) and "mny_probability" not in reading:   # a Diagnosis.to_dict()
+        reading = reading.get("sides")
+    elif reading is not None and not isinstance(reading, Mapping) and not hasattr(reading, "mny_probability"):
+        reading = getattr(reading, "sides", None)                           # a Diagnosis
+    if reading is None:
+        raise ValueError("no joint reading to draw: the diagnosis was made without a joint reader "
+                         "(Diagnoser.attach_joint_reader)")
+    sides = reading["sides"].values() if isinstance(reading, Mapping) else [s.to_dict() for s in reading.sides]
+    rg = load_radiograph(image)
+    grey = (np.asarray(rg.pixels) * 255.0 + 0.5).astype(np.uint8)
+    im = Image.fromarray(grey).convert("RGB")
+    draw = ImageDraw.Draw(im)
+    h, w = rg.shape
+    lw = int(width or max(2, round(min(h, w) / 256)))
+    font = ImageFont.load_default(size=max(10, int(min(h, w) / 40)))
+    for s in sides:
+        x0, y0, x1, y1 = (float(v) for v in s["box"])
+        colour = GRADE_COLOURS.get(int(s["grade"]), NOT_FOUND_COLOUR) if s["found"] else NOT_FOUND_COLOUR
+        draw.rectangle([x0, y0, x1, y1], outline=colour, width=lw)
+        p = float(s["probabilities"][int(s["grade"])])
+        text = (f"{'L' if s['side'] == 'left' else 'R'} grade {int(s['grade'])} ({p:.2f})" if s["found"]
+                else f"{'L' if s['side'] == 'left' else 'R'}: not found")
+        ty = y0 - font.size - 2 * lw if y0 - font.size - 2 * lw >= 0 else y1 + lw
+        box = draw.textbbox((x0, ty), text, font=font)
+        draw.rectangle(box, fill=(0, 0, 0))
+        draw.text((x0, ty), text, fill=colour, font=font)
+    return np.asarray(im, dtype=np.uint8).copy()
+
+
+__all__ = ["draw_risk_curves", "draw_joint_boxes", "GROUP_COLOURS", "GRADE_COLOURS"]

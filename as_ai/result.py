@@ -21,7 +21,7 @@ from .quality import InputCheck
 
 INDETERMINATE = "indeterminate"
 
-__all__ = ["Diagnosis", "INDETERMINATE"]
+__all__ = ["Diagnosis", "INDETERMINATE", "with_sides"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,9 @@ class Diagnosis:
         model: provenance of the model ("org/name@<commit>" or "<path>@<content hash>").
         image: how the image was read (``Radiograph.to_dict()``: format, size, bits stored and whether
             inferred, photometric interpretation, the loader's warnings); never patient identifiers.
+        sides: the joint reader's :class:`~as_ai.joints.JointReading` (both sacroiliac joints: box,
+            localiser confidence, grade 0-4, grade probabilities, and P(modified New York criterion)), or
+            None when no joint reader is configured. Additional to ``probability``, which it never changes.
 
     Example:
         >>> from as_ai.quality import InputCheck
@@ -57,6 +60,7 @@ class Diagnosis:
     explanation: Any = None
     model: str = ""
     image: dict[str, Any] = dataclasses.field(default_factory=dict)
+    sides: Any = None
 
     @property
     def finding(self) -> str:
@@ -80,4 +84,15 @@ class Diagnosis:
             "explanation": expl,
             "image": dict(self.image),
             "model": self.model,
+            "sides": None if self.sides is None else self.sides.to_dict(),
         }
+
+
+def with_sides(d: Diagnosis, reading: Any) -> Diagnosis:
+    """``d`` with the joint reader's ``reading`` attached; when a joint was not found plausibly (the
+    localiser's confidence below the reader's threshold), the diagnosis abstains (``indeterminate``) and the
+    reading's reasons are added to the check. ``probability`` is left as it is."""
+    if getattr(reading, "found", True):
+        return dataclasses.replace(d, sides=reading)
+    check = dataclasses.replace(d.check, in_distribution=False, reasons=[*d.check.reasons, *reading.reasons])
+    return dataclasses.replace(d, sides=reading, label=INDETERMINATE, check=check)

@@ -148,3 +148,25 @@ def test_device_cpu_gives_the_library_results(model, images, capsys):
                  "--device", "cpu"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert [r["probability"] for r in out] == pytest.approx([d.probability for d in _reference(model, paths)], abs=1e-9)
+
+
+def test_csv_gains_the_per_side_columns_with_joints(model, tmp_path, capsys):
+    from as_ai.diagnosis_cli import BASE_COLUMNS, SIDE_COLUMNS
+    from as_ai.synthetic import pelvis
+
+    path = tmp_path / "pelvis.png"
+    Image.fromarray(pelvis.render(31, (4, 3), center="B", size=512).image).save(path)
+    plain, sides = tmp_path / "plain.csv", tmp_path / "sides.csv"
+    assert main(["diagnose", str(path), "--csv", str(plain), "--model", str(model), "--no-progress"]) == 0
+    assert main(["diagnose", str(path), "--csv", str(sides), "--model", str(model), "--no-progress", "--joints"]) == 0
+    a, b = pd.read_csv(plain), pd.read_csv(sides)
+    assert list(a.columns) == BASE_COLUMNS + ["member_alpha", "member_beta"]
+    assert list(b.columns) == list(a.columns) + SIDE_COLUMNS
+    assert a["probability"].iloc[0] == b["probability"].iloc[0]
+    row = b.iloc[0]
+    assert bool(row["sij_left_found"]) and bool(row["sij_right_found"])
+    for side in ("left", "right"):
+        assert row[[f"sij_{side}_p{g}" for g in range(5)]].sum() == pytest.approx(1.0, abs=1e-5)
+        assert 0 <= row[f"sij_{side}_grade"] <= 4
+    assert main(["diagnose", str(path), "--model", str(model), "--no-progress", "--joints"]) == 0
+    assert "sacroiliac joints: left grade" in capsys.readouterr().out

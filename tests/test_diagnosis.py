@@ -431,3 +431,107 @@ def test_a_bad_photo_input_entry_is_refused_at_load(repo, tmp_path, entry):
     (folder / "as_ai.json").write_text(json.dumps(cfg))
     with pytest.raises(ModelLoadError, match="photo_input.contrast_stretch"):
         Diagnoser.from_pretrained(folder)
+
+
+# ------------------------------------------------------------------------------ the joint reader (issue 20)
+@pytest.fixture(scope="module")
+def joint_reader():
+    from as_ai.joints import load_joint_reader
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntheticModelWarning)
+        return load_joint_reader()
+
+
+@pytest.fixture(scope="module")
+def pelvis_image() -> np.ndarray:
+    from as_ai.synthetic import pelvis
+
+    return pelvis.render(29, (3, 2), center="C", size=512).image
+
+
+def test_without_a_joint_reader_a_diagnosis_has_no_sides(loaded, image):
+    d = loaded(image)
+    assert loaded.joint_reader is None and d.sides is None and d.to_dict()["sides"] is None
+
+
+def test_an_attached_joint_reader_adds_both_sides_and_changes_nothing_else(repo, joint_reader, pelvis_image):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain, withj = Diagnoser.from_pretrained(repo), Diagnoser.from_pretrained(repo)
+    assert withj.attach_joint_reader(joint_reader) is withj
+    a, b = plain(pelvis_image), withj(pelvis_image)
+    assert (b.probability, b.members, b.label, b.check.reasons) == (a.probability, a.members, a.label, a.check.reasons)
+    assert b.sides is not None and b.sides.found
+    d = json.loads(json.dumps(b.to_dict()))
+    assert set(d["sides"]["sides"]) == {"left", "right"}
+    assert 0.0 <= d["sides"]["mny_probability"] <= 1.0
+    assert [x.to_dict() for x in withj.diagnose_batch([pelvis_image, pelvis_image])[1].sides.sides] == \
+        [x.to_dict() for x in b.sides.sides]
+
+
+def test_a_joint_not_found_makes_the_diagnosis_indeterminate_with_the_reason(loaded, image):
+    from as_ai.joints import JointReading, SideReading
+    from as_ai.result import with_sides
+
+    d = loaded(image)
+    found = SideReading("left", (0, 0, 10, 10), 0.9, True, 1, (0.1, 0.6, 0.2, 0.05, 0.05))
+    lost = SideReading("right", (0, 0, 10, 10), 0.01, False, 0, (0.6, 0.2, 0.1, 0.05, 0.05))
+    ok = with_sides(d, JointReading((found, found), 0.2, True, 0.3))
+    assert ok.label == d.label and ok.check == d.check
+    bad = with_sides(d, JointReading((found, lost), 0.2, False, 0.3, reasons=("the right sacroiliac joint was not "
+                                                                              "found",)))
+    assert bad.label == "indeterminate" and not bad.check.in_distribution
+    assert bad.check.reasons[-1].startswith("the right sacroiliac joint") and bad.probability == d.probability
+    assert bad.finding != d.finding
+
+
+def test_noise_is_refused_by_the_joint_reader(repo, joint_reader):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d = Diagnoser.from_pretrained(repo).attach_joint_reader(joint_reader)
+    noise = np.random.default_rng(0).random((400, 400), dtype=np.float32)
+    r = d(noise)
+    assert not r.sides.found and r.label == "indeterminate"
+    assert any("sacroiliac joint was not found" in x for x in r.check.reasons)
+
+
+def test_a_repo_that_names_a_joint_reader_loads_it(repo, tmp_path, pelvis_image):
+    import shutil
+
+    from as_ai.joints.reader import DEFAULT_PATH
+
+    folder = tmp_path / "withjoints"
+    shutil.copytree(repo, folder)
+    shutil.copytree(DEFAULT_PATH, folder / "joints")
+    cfg = json.loads((folder / "as_ai.json").read_text())
+    cfg["joint_reader"] = {"path": "joints"}
+    (folder / "as_ai.json").write_text(json.dumps(cfg))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d = Diagnoser.from_pretrained(folder)
+    assert d.joint_reader is not None and d(pelvis_image).sides.found
+    cfg["joint_reader"] = "bundled"
+    (folder / "as_ai.json").write_text(json.dumps(cfg))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert Diagnoser.from_pretrained(folder).joint_reader.provenance.startswith(str(DEFAULT_PATH))
+    cfg["joint_reader"] = {"path": "nowhere"}
+    (folder / "as_ai.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelLoadError, match="not a joint reader folder"):
+        Diagnoser.from_pretrained(folder)
+
+
+def test_the_joint_boxes_are_drawn_in_their_grades_colours(repo, joint_reader, pelvis_image):
+    from as_ai.plots import GRADE_COLOURS, draw_joint_boxes
+
+    reading = joint_reader(pelvis_image)
+    rgb = draw_joint_boxes(pelvis_image, reading)
+    assert rgb.dtype == np.uint8 and rgb.shape == (*pelvis_image.shape, 3)
+    for s in reading.sides:
+        x0, y0, x1, y1 = (int(round(v)) for v in s.box)
+        edge = rgb[(y0 + y1) // 2, max(x0, 0)]
+        assert tuple(edge) == GRADE_COLOURS[s.grade]
+    np.testing.assert_array_equal(draw_joint_boxes(pelvis_image, reading.to_dict()), rgb)
+    with pytest.raises(ValueError, match="without a joint reader"):
+        draw_joint_boxes(pelvis_image, {"probability": 0.5, "sides": None})
