@@ -29,35 +29,14 @@ SIDE_KEYS = ("sij_left", "sij_right")
 
 def phone_box(box: Sequence[float], shape: tuple[int, int], *, level: int, seed: int) -> tuple[float, ...]:
     """Where ``box`` (x0, y0, x1, y1) of an image of ``shape`` lands in ``photograph(image, level, seed)``: the
-    axis-aligned box around the projected outline (same geometry as :mod:`as_ai.synthetic.phone`)."""
-    h, w = shape
-    H = max(h, w)                                              # the photo is square
-    u = np.random.default_rng([int(seed), 77]).random(24)
-    lv = float(level)
-    s = max(h, w)
-    ox, oy = (s - w) // 2, (s - h) // 2                        # letter-box
-    pad = int(round(s * (0.02 + 0.03 * u[2])))
-    bez = int(round(s * (0.03 + 0.04 * u[3])))
-    S = s + 2 * pad + 2 * bez
-    src = np.array([[0, 0], [S, 0], [S, S], [0, S]], dtype=np.float64)
-    jit = u[4:12].reshape(4, 2) * 0.04 * lv * S
-    dst = src + np.array([[1, 1], [-1, 1], [-1, -1], [1, -1]]) * jit
-    ang = np.deg2rad((u[12] - 0.5) * 2.5 * lv)
-    c = dst.mean(0)
-    R = np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]])
-    dst = (dst - c) @ R.T + c
-    dst = (dst - c) * (1.0 + 0.08 * (u[13] - 0.3)) + c
-    Hm = phone_sim._homography(src, dst * (H / S))             # screen -> photo
+    axis-aligned box around the projected outline (:func:`as_ai.synthetic.phone.image_points`)."""
     x0, y0, x1, y1 = (float(v) for v in box)
     t = np.linspace(0, 1, 9)
     outline = np.concatenate([np.stack([x0 + (x1 - x0) * t, np.full_like(t, y0)], 1),
                               np.stack([x0 + (x1 - x0) * t, np.full_like(t, y1)], 1),
                               np.stack([np.full_like(t, x0), y0 + (y1 - y0) * t], 1),
                               np.stack([np.full_like(t, x1), y0 + (y1 - y0) * t], 1)])
-    off = pad + bez
-    pts = np.stack([outline[:, 0] + ox + off, outline[:, 1] + oy + off, np.ones(len(outline))])
-    q = Hm @ pts
-    px, py = q[0] / q[2], q[1] / q[2]
+    px, py = phone_sim.image_points(outline, shape, level, seed).T
     return float(px.min()), float(py.min()), float(px.max()), float(py.max())
 
 

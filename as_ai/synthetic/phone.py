@@ -115,11 +115,11 @@ def photograph(image: np.ndarray, level: int = 1, seed: int = 0, *, out_size: in
     return out
 
 
-def image_corners(shape: tuple[int, int], level: int = 1, seed: int = 0, *, out_size: int | None = None
-                  ) -> np.ndarray:
-    """Where the radiograph's four corners land in ``photograph(image, level, seed, out_size=...)`` of an
-    image of ``shape``: float64 4×2 (x, y) in photo pixels, clockwise from the top left. The ground truth
-    for finding the radiograph in a photo (the corners of the image itself, not of the screen's bezel)."""
+def image_points(points: np.ndarray, shape: tuple[int, int], level: int = 1, seed: int = 0, *,
+                 out_size: int | None = None) -> np.ndarray:
+    """Where ``points`` (N×2 (x, y) pixel positions in an image of ``shape``) land in
+    ``photograph(image, level, seed, out_size=...)``: float64 N×2 in photo pixels. The ground truth for
+    anything located on the radiograph (its corners, a joint's box) once it has been photographed."""
     if level not in LEVELS:
         raise ValueError(f"level must be one of {LEVELS}; got {level!r}.")
     h, w = int(shape[0]), int(shape[1])
@@ -127,12 +127,20 @@ def image_corners(shape: tuple[int, int], level: int = 1, seed: int = 0, *, out_
     H = int(out_size or n)
     u = np.random.default_rng([int(seed), 77]).random(24)
     pad, bez, S, src, dst = _pose(u, float(level), n)
-    off_y, off_x = pad + bez + (n - h) // 2, pad + bez + (n - w) // 2
-    x1, y1 = off_x + w - 1, off_y + h - 1   # the centres of the image's corner pixels on the screen
-    rect = np.array([[off_x, off_y], [x1, off_y], [x1, y1], [off_x, y1]], float)
-    Hm = _homography(src, dst * (H / S))  # screen -> photo
-    q = Hm @ np.vstack([rect.T, np.ones(4)])
+    off = np.array([pad + bez + (n - w) // 2, pad + bez + (n - h) // 2], float)   # on the screen (letter-box)
+    pts = np.asarray(points, float).reshape(-1, 2) + off
+    q = _homography(src, dst * (H / S)) @ np.vstack([pts.T, np.ones(len(pts))])   # screen -> photo
     return (q[:2] / q[2]).T
+
+
+def image_corners(shape: tuple[int, int], level: int = 1, seed: int = 0, *, out_size: int | None = None
+                  ) -> np.ndarray:
+    """Where the radiograph's four corners land in ``photograph(image, level, seed, out_size=...)`` of an
+    image of ``shape``: float64 4×2 (x, y) in photo pixels, clockwise from the top left. The ground truth
+    for finding the radiograph in a photo (the corners of the image itself, not of the screen's bezel)."""
+    h, w = int(shape[0]), int(shape[1])
+    corners = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], float)   # corner pixels' centres
+    return image_points(corners, shape, level, seed, out_size=out_size)
 
 
 def _pose(u: np.ndarray, lv: float, n: int) -> tuple[int, int, int, np.ndarray, np.ndarray]:
