@@ -25,21 +25,22 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
-from . import hub, wording
+from . import hub, model_notes
 from ._repo_io import default_card, load_members, save_members, write_config
 from .decoding import load_radiograph
+from .cross_view import CrossViewRule
 from .ensemble import Calibration, Ensemble, combine_weights
 from .prefetch import loaded_chunks, worker_pool
 from .preprocess import Preprocess, scaled_for_size
 from .quality import InputGate, build_check, image_checks, may_be_camera_picture, no_gate_warning
 from .radiograph import Radiograph
 from .repo_config import LABELS, DiagnosisRepoConfig, check_member_name, extra_entries, repo_error
-from .joints._attach import JointReaderMixin
+from .joints._attach import READER_FOLDER, JointReaderMixin
+from .model_notes import SOFTNESS_CAUTION_RISE
 from .result import INDETERMINATE, Diagnosis
 from .transforms import photo_rectify_from_config, photo_stretch_from_config, photo_view, to_model_input
 
 EXPLAIN_METHODS = ("gradcam", "lime")
-SOFTNESS_CAUTION_RISE = 0.05  # rise of the non-AS mean P(AS) under the softness test that earns a caution
 
 __all__ = ["Diagnoser", "LABELS", "EXPLAIN_METHODS", "SOFTNESS_CAUTION_RISE", "explain_function"]
 
@@ -101,6 +102,7 @@ class Diagnoser(JointReaderMixin):
         self._pool: ThreadPoolExecutor | None = None     # decoding and photo checks overlap the forward pass
         self._preprocess_by_size = {s: scaled_for_size(preprocess, s) for s in self.ensemble.sizes}
         photo_stretch_from_config(self.config.get("photo_input"))  # a bad entry fails here, at load
+        self.cross_view = CrossViewRule.from_json(self.config.get("cross_view"), image_members=names)
 
     # ---------------------------------------------------------------------------------------- loading
     @classmethod
@@ -129,6 +131,8 @@ class Diagnoser(JointReaderMixin):
                        threshold=repo.threshold, config=resolved.config, gate=gate, provenance=resolved.provenance)
         except (TypeError, ValueError, KeyError, OSError) as exc:
             raise repo_error(mid, revision, f"{type(exc).__name__}: {exc}") from exc
+        if self.cross_view is not None and not resolved.config.get("joint_reader"):
+            raise repo_error(mid, revision, "'cross_view' combines the joint reader, but no 'joint_reader' is named")
         if gate is None:
             no_gate_warning(resolved.provenance)
         self.resolved = resolved
@@ -141,7 +145,8 @@ class Diagnoser(JointReaderMixin):
         Members go to ``members/<name>/`` in timm format (``config.json`` + ``model.safetensors``, float16
         by default: half the size, probabilities change by ~1e-3 at most), then ``as_ai.json`` with the
         sha256 of every file, then ``README.md`` (``card``, or a short generated card).
-        The input gate, when there is one, is written as ``input_gate.safetensors``.
+        The input gate, when there is one, is written as ``input_gate.safetensors``; an attached joint reader
+        to ``joints/`` (with the cross-view rule, when the model has one).
         """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -151,11 +156,17 @@ class Diagnoser(JointReaderMixin):
         gate_entry = self.gate.save(folder) if self.gate is not None else None
         if gate_entry is not None:
             hashed.append(str(gate_entry["file"]))
+        reader_files = self._save_joint_reader(folder)  # the reader travels with the repository
+        extra = {k: v for k, v in extra_entries(self.config).items() if k not in ("joint_reader", "cross_view")}
+        if reader_files:  # without a reader, the cross-view rule has nothing to combine and is not written
+            extra["joint_reader"] = {"path": READER_FOLDER}
+            if self.cross_view is not None:
+                extra["cross_view"] = self.cross_view.to_json()
         repo = DiagnosisRepoConfig(members=tuple(entries), preprocess=self.preprocess, combine=self.combine,
                                    calibration=self.calibration, threshold=self.threshold, input_gate=gate_entry,
                                    metrics=self.config.get("metrics", {}), training=self.config.get("training", {}),
-                                   extra=extra_entries(self.config))
-        self.config = write_config(folder, repo.to_json(), hashed=hashed)
+                                   extra=extra)
+        self.config = write_config(folder, repo.to_json(), hashed=hashed + reader_files)
         (folder / "README.md").write_text(card if card is not None else default_card(self.config), encoding="utf-8")
         return folder
 
@@ -178,29 +189,15 @@ class Diagnoser(JointReaderMixin):
 
     @property
     def photo_caution(self) -> str:
-        """What a result on a photo of a screen carries (:func:`as_ai.wording.photo_caution`), with this model's
-        own figures when its evaluation measured them (external phantoms vs phone photos of them)."""
-        m = self.config.get("metrics", {})
-        phone = m.get("external_phone", {}).get("true", {})
-        return wording.photo_caution(clean_auc=m.get("external", {}).get("true", {}).get("auc"),
-                                     phone_auc=phone.get("auc"), phone_specificity=phone.get("specificity"),
-                                     stretched=bool(self.photo_stretch))
+        """What a result on a photo of a screen carries (:func:`as_ai.model_notes.photo_caution`)."""
+        return model_notes.photo_caution(self.config, stretched=bool(self.photo_stretch),
+                                         cross_view=self.cross_view if self.joint_reader is not None else None)
 
     @property
     def softness_caution(self) -> str | None:
-        """What a result on a blurred image carries when this model's evaluation found that softer images read
-        as more likely AS by more than ``SOFTNESS_CAUTION_RISE`` (``metrics.external_softness`` of
-        ``as_ai.json``; :func:`as_ai.wording.softness_caution`), else None."""
-        rows = self.config.get("metrics", {}).get("external_softness", {}).get("rows") or []
-        try:
-            base, soft = rows[0], rows[-1]
-            rise = float(soft["mean_prob_non_as"]) - float(base["mean_prob_non_as"])
-        except (IndexError, KeyError, TypeError, ValueError):
-            return None
-        if len(rows) < 2 or rise <= SOFTNESS_CAUTION_RISE:
-            return None
-        return wording.softness_caution(sigma=float(soft["sigma"]), before=float(base["mean_prob_non_as"]),
-                                        after=float(soft["mean_prob_non_as"]))
+        """What a result on a blurred image carries, when this model's softness test earns one
+        (:func:`as_ai.model_notes.softness_caution`), else None."""
+        return model_notes.softness_caution(self.config)
 
     def model_views(self, images: Sequence[Radiograph | np.ndarray], photos: Sequence[Any] | None = None
                     ) -> list[Radiograph]:

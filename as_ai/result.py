@@ -29,11 +29,13 @@ class Diagnosis:
     """What the ensemble says about one radiograph.
 
     Attributes:
-        probability: calibrated ensemble P(AS) in [0, 1].
+        probability: calibrated ensemble P(AS) in [0, 1]; when the model has a cross-view rule and a joint
+            reader (:mod:`as_ai.cross_view`), read across the whole-image members and both joints.
         label: ``"AS"`` (probability >= threshold), ``"non-AS"``, or ``"indeterminate"`` when the input
             check found the image unlike the training data (the model abstains; probability is still given).
         threshold: the decision threshold applied (from the model repository).
-        members: member name -> that member's own (uncalibrated) softmax P(AS).
+        members: member name -> that member's own (uncalibrated) softmax P(AS); with a cross-view rule,
+            ``"joints"`` is the joint reader's P(modified New York criterion).
         spread: standard deviation of the member probabilities (disagreement between members).
         check: the :class:`~as_ai.quality.InputCheck` of the image.
         explanation: an ``as_ai.explain`` explanation when asked for, else None.
@@ -42,7 +44,8 @@ class Diagnosis:
             inferred, photometric interpretation, the loader's warnings); never patient identifiers.
         sides: the joint reader's :class:`~as_ai.joints.JointReading` (both sacroiliac joints: box,
             localiser confidence, grade 0-4, grade probabilities, and P(modified New York criterion)), or
-            None when no joint reader is configured. Additional to ``probability``, which it never changes.
+            None when no joint reader is configured. It changes ``probability`` only through the model's
+            cross-view rule; a joint not found makes the label ``indeterminate``.
 
     Example:
         >>> from as_ai.quality import InputCheck

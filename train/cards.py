@@ -31,6 +31,7 @@ def render_card(config: dict[str, Any]) -> str:
                              keep_trailing_newline=True)
     env.filters["f3"] = lambda v: "n/a" if v is None else f"{float(v):.3f}"
     env.filters["num"] = lambda v: "null" if v is None else f"{float(v):.4f}"
+    env.globals["zip"] = zip
     from as_ai.diagnosis import SOFTNESS_CAUTION_RISE
 
     return env.get_template("diagnosis.md").render(cfg=config, m=config.get("metrics", {}),
