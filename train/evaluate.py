@@ -15,8 +15,13 @@ Reads top to bottom:
   4. soften    the clean images read again, blurred by a Gaussian of 0.5 and 1 px at the model's reading scale
                (:func:`softness`): how the scores move when the detector, the dose or the camera gives a softer
                image (blurred joint margins are also a sign of early sacroiliitis)
-  5. write     ``metrics.json`` (with the project's :func:`targets`), ``report.md`` (train/_report.py) and PNG
-               figures (train/_figures.py)
+  5. sides     when the model carries a joint reader (its ``as_ai.json`` names one, or ``--joints bundled|PATH``):
+               both sacroiliac joints of every image, measured against the phantoms' metadata
+               (train/_joints_sides.py): box IoU >= 0.5 rate and centre error vs the true ROI, per-side QWK and
+               exact accuracy vs the true grades, the 5 x 5 confusions vs the truth and vs each simulated reader,
+               the readers' agreement with each other (the human ceiling), P(mNY) AUC vs the true label
+  6. write     ``metrics.json`` (with the project's :func:`targets`), ``report.md`` (train/_report.py, and the
+               joint section) and PNG figures (train/_figures.py)
 
 Truth: ``--truth true`` (default) scores against the labels of the true grades (``true_label``, known only for
 phantoms); ``--truth reference`` against the reference reader's label (``label``), the only truth a real
@@ -35,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from train._columns import GRADE_COLUMNS, MEMBER, PREDICTIONS, READER
+from train._joints_sides import READER_COLUMN, SIDE_COLUMNS
 from train.metrics import SOFTNESS_SIGMAS, TRUTHS, softness_metrics, study_metrics, targets
 
 _SCORE_COLUMNS = ("prob", "label", "in_distribution")
@@ -151,7 +157,8 @@ def _score(diagnoser: Any, frame: pd.DataFrame, cached: pd.DataFrame | None, *, 
            progress: bool) -> tuple[pd.DataFrame, int]:
     """``frame`` with prob / label / in_distribution / member columns; rows in ``cached`` are not rescored."""
     names = list(diagnoser.ensemble.names)
-    score_cols = [*_SCORE_COLUMNS, *(MEMBER + n for n in names)]
+    with_sides = getattr(diagnoser, "joint_reader", None) is not None
+    score_cols = [*_SCORE_COLUMNS, *(MEMBER + n for n in names), *(SIDE_COLUMNS if with_sides else ())]
     known = pd.DataFrame(columns=["set", "file_name", *score_cols])
     if cached is not None and set(score_cols) <= set(cached.columns):
         known = cached[["set", "file_name", *score_cols]]
@@ -164,6 +171,12 @@ def _score(diagnoser: Any, frame: pd.DataFrame, cached: pd.DataFrame | None, *, 
         merged.loc[todo, "in_distribution"] = [bool(r.check.in_distribution) for r in results]
         for n in names:
             merged.loc[todo, MEMBER + n] = [r.members[n] for r in results]
+        if with_sides:
+            from train._joints_sides import reading_columns
+
+            sides = pd.DataFrame([reading_columns(r) for r in results], index=todo, columns=list(SIDE_COLUMNS))
+            for c in SIDE_COLUMNS:
+                merged.loc[todo, c] = sides[c].astype(object)
     merged["prob"] = merged["prob"].astype(float)
     merged["in_distribution"] = merged["in_distribution"].map(lambda v: str(v) == "True")
     return merged, len(todo)
@@ -192,8 +205,9 @@ def softness(diagnoser: Any, paths: Sequence[str | Path], y: np.ndarray, *,
     return softness_metrics(y, {s: np.concatenate(v) for s, v in probs.items()}, diagnoser.threshold)
 
 
-def _load_cache(path: Path, provenance: str) -> pd.DataFrame | None:
-    """Earlier predictions of the same model, or None (no file, another model, unreadable)."""
+def _load_cache(path: Path, provenance: str, joint_reader: str = "") -> pd.DataFrame | None:
+    """Earlier predictions of the same model with the same joint reader (``""``: none), or None (no file, another
+    model or reader, unreadable): a reader changes labels (a joint not found abstains) and adds the sides."""
     if not path.is_file():
         return None
     try:
@@ -202,6 +216,9 @@ def _load_cache(path: Path, provenance: str) -> pd.DataFrame | None:
         return None
     if "model" not in df.columns or set(df["model"].astype(str)) != {provenance}:
         return None
+    readers = df[READER_COLUMN].fillna("").astype(str) if READER_COLUMN in df.columns else pd.Series([""] * len(df))
+    if set(readers) - {joint_reader}:
+        return None
     return df
 
 
@@ -209,7 +226,8 @@ def _load_cache(path: Path, provenance: str) -> pd.DataFrame | None:
 def evaluate(model: str | Path, data: str | Path, *, out: str | Path, truth: str = "true", batch_size: int = 16,
              split: str | None = None, phone_split: str | None = None, level: float = 0.95,
              rescore: bool = False, progress: bool = True, figures: bool = True,
-             softness_sigmas: Sequence[float] = SOFTNESS_SIGMAS, device: str = "cpu") -> Evaluation:
+             softness_sigmas: Sequence[float] = SOFTNESS_SIGMAS, device: str = "cpu",
+             joints: Any = None) -> Evaluation:
     """Run the external evaluation of the diagnosis model ``model`` on ``data`` and write it to ``out``.
 
     Writes ``predictions.csv`` (reused on the next run for the same model unless ``rescore``),
@@ -217,10 +235,14 @@ def evaluate(model: str | Path, data: str | Path, *, out: str | Path, truth: str
     ``softness_sigmas`` are the blurs of the softness test on the clean images (empty: no test).
     ``device`` runs the members elsewhere (e.g. "cuda"); the CPU default makes reports reproduce digit for
     digit, where a GPU's TF32 convolutions move probabilities by about 1e-3.
+    ``joints``: the joint reader to evaluate with (``"bundled"``, a reader folder or a
+    :class:`~as_ai.joints.JointReader`; ``"none"`` evaluates without the model's own); None keeps what the model's
+    ``as_ai.json`` names. With a reader, ``metrics["sides"]`` holds the joint section (:mod:`train._joints_sides`)
+    and the diagnoses are the model's with that reader attached (a joint not found makes one indeterminate).
 
     Raises:
         FileNotFoundError: the data folder has no external split.
-        ModelLoadError: the model cannot be loaded or verified.
+        ModelLoadError: the model or the joint reader cannot be loaded or verified.
         ValueError: unknown ``truth``, a label column that is not AS / non-AS, too few cases of a class,
             a device that is not here.
 
@@ -240,12 +262,18 @@ def evaluate(model: str | Path, data: str | Path, *, out: str | Path, truth: str
         raise ValueError(f"{clean_dir / 'metadata.csv'} has no {TRUTHS[truth]!r} column for truth={truth!r}; "
                          "pass --truth reference to score against the reference reader's label.")
     diagnoser = Diagnoser.from_pretrained(model).to(device)
+    if joints is not None:
+        diagnoser.attach_joint_reader(None if str(joints).lower() == "none" else joints)
+    reader = getattr(diagnoser, "joint_reader", None)
+    reader_id = "" if reader is None else str(reader.provenance)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     pred_path = out / PREDICTIONS
-    cached = None if rescore else _load_cache(pred_path, diagnoser.provenance)
+    cached = None if rescore else _load_cache(pred_path, diagnoser.provenance, reader_id)
     pred, rescored = _score(diagnoser, frame, cached, batch_size=batch_size, progress=progress)
     pred["model"] = diagnoser.provenance
+    if reader is not None:
+        pred[READER_COLUMN] = reader_id
     pred.drop(columns=["path"]).to_csv(pred_path, index=False)
 
     metrics = study_metrics(pred, threshold=diagnoser.threshold, truth=truth, level=level,
@@ -259,6 +287,11 @@ def evaluate(model: str | Path, data: str | Path, *, out: str | Path, truth: str
                                        sigmas=softness_sigmas, batch_size=batch_size)
     metrics["data"] = {"clean": str(clean_dir), "phone": None if phone_dir is None else str(phone_dir),
                        "synthetic": _is_synthetic(clean_dir)}
+    if reader is not None:
+        from train._joints_sides import measure_sides
+
+        splits = {"clean": clean_dir, **({"phone": phone_dir} if phone_dir is not None else {})}
+        metrics["sides"] = measure_sides(pred, splits, reader=reader_id).to_dict()
     figs: list[Path] = []
     if figures:
         from train import _figures
@@ -270,7 +303,12 @@ def evaluate(model: str | Path, data: str | Path, *, out: str | Path, truth: str
     from train._report import render_report
 
     report = out / "report.md"
-    report.write_text(render_report(metrics), encoding="utf-8")
+    text = render_report(metrics)
+    if "sides" in metrics:
+        from train._joints_sides import render_markdown
+
+        text = text.rstrip("\n") + "\n\n" + render_markdown(metrics["sides"])
+    report.write_text(text, encoding="utf-8")
     return Evaluation(out=out, metrics=metrics, report=report, predictions=pred_path, figures=tuple(figs),
                       rescored=rescored)
 
@@ -329,6 +367,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         f"(default {','.join(map(str, SOFTNESS_SIGMAS))}; 'none' skips it)")
     p.add_argument("--device", default="cpu", help="where the members run: cpu (default: reports reproduce "
                    "digit for digit), cuda or cuda:N (TF32 moves probabilities by about 1e-3)")
+    p.add_argument("--joints", nargs="?", const="bundled", default=None, metavar="bundled|PATH|none",
+                   help="evaluate with this joint reader attached and add the joint section (boxes, per-side "
+                        "grades, P(mNY)); bare --joints: the bundled reader; 'none': without the model's own "
+                        "(default: the reader the model's as_ai.json names, if any)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     from as_ai.errors import AsAiError
@@ -336,13 +378,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         ev = evaluate(args.model, args.data, out=args.out, truth=args.truth, batch_size=args.batch_size,
                       split=args.split, phone_split=args.phone_split, level=args.level, rescore=args.rescore,
-                      progress=not args.no_progress, softness_sigmas=args.softness, device=args.device)
+                      progress=not args.no_progress, softness_sigmas=args.softness, device=args.device,
+                      joints=args.joints)
     except (FileNotFoundError, ValueError, AsAiError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     from train._report import headline
 
     print(headline(ev.metrics))
+    if "sides" in ev.metrics:
+        from train._joints_sides import render_text
+
+        print(render_text(ev.metrics["sides"]))
     print(f"report: {ev.report}  ({len(ev.figures)} figures, {ev.rescored} images scored)")
     return 0
 

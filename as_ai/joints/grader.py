@@ -14,7 +14,6 @@ P(modified New York criterion) is derived from both sides' distributions by
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,11 +22,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ModelLoadError
+from ._io import NetFiles, load_net, save_net
 from ._view import Box, intensity_preprocess, joint_crop, standardise
 
-CONFIG_NAME = "grader.json"
-WEIGHTS_NAME = "grader.safetensors"
+FILES = NetFiles(kind="joint_grader", stem="grader", what="joint grader", owner="JointGrader")
+CONFIG_NAME, WEIGHTS_NAME = FILES.config, FILES.weights
 
 __all__ = ["GraderConfig", "OrdinalGraderNet", "JointGrader", "ordinal_probabilities"]
 
@@ -142,15 +141,7 @@ class JointGrader:
 
     def save(self, folder: str | Path) -> list[str]:
         """Write ``grader.safetensors`` (float32) and ``grader.json`` into ``folder``; the file names."""
-        from safetensors.torch import save_file
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
-        save_file(state, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
-        cfg = {"kind": "joint_grader", "format_version": 1, **self.config.to_dict()}
-        (folder / CONFIG_NAME).write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
-        return [WEIGHTS_NAME, CONFIG_NAME]
+        return save_net(folder, self.net, self.config.to_dict(), FILES)
 
     @classmethod
     def load(cls, folder: str | Path) -> "JointGrader":
@@ -159,15 +150,5 @@ class JointGrader:
         Raises:
             ModelLoadError: missing or invalid config, weights that do not fit the network.
         """
-        from safetensors.torch import load_file
-
-        folder = Path(folder)
-        try:
-            cfg = GraderConfig.from_dict(json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8")))
-            net = OrdinalGraderNet(cfg.width)
-            net.load_state_dict(load_file(str(folder / WEIGHTS_NAME), device="cpu"), strict=True)
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-            raise ModelLoadError(f"joint grader in {folder} cannot be loaded ({type(exc).__name__}: {exc}); "
-                                 "the folder must hold grader.json and grader.safetensors written by "
-                                 "JointGrader.save.", model_id=str(folder)) from exc
+        net, cfg = load_net(folder, FILES, GraderConfig.from_dict, lambda c: OrdinalGraderNet(c.width))
         return cls(net, cfg)

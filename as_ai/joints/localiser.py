@@ -18,7 +18,6 @@ Example::
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -28,12 +27,12 @@ import torch
 from torch import nn
 
 from ..decoding import load_radiograph
-from ..errors import ModelLoadError
+from ._io import NetFiles, load_net, save_net
 from ._view import Box, intensity_preprocess, localiser_grey, standardise
 
 SIDES = ("left", "right")   # patient's sides; "left" is on the image's right
-CONFIG_NAME = "localiser.json"
-WEIGHTS_NAME = "localiser.safetensors"
+FILES = NetFiles(kind="joint_localiser", stem="localiser", what="joint localiser", owner="JointLocaliser")
+CONFIG_NAME, WEIGHTS_NAME = FILES.config, FILES.weights
 
 __all__ = ["SIDES", "JointBox", "LocaliserConfig", "LocaliserNet", "JointLocaliser"]
 
@@ -181,15 +180,7 @@ class JointLocaliser:
 
     def save(self, folder: str | Path) -> list[str]:
         """Write ``localiser.safetensors`` (float32) and ``localiser.json`` into ``folder``; the file names."""
-        from safetensors.torch import save_file
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
-        save_file(state, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
-        cfg = {"kind": "joint_localiser", "format_version": 1, **self.config.to_dict()}
-        (folder / CONFIG_NAME).write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
-        return [WEIGHTS_NAME, CONFIG_NAME]
+        return save_net(folder, self.net, self.config.to_dict(), FILES)
 
     @classmethod
     def load(cls, folder: str | Path) -> "JointLocaliser":
@@ -198,15 +189,5 @@ class JointLocaliser:
         Raises:
             ModelLoadError: missing or invalid config, weights that do not fit the network.
         """
-        from safetensors.torch import load_file
-
-        folder = Path(folder)
-        try:
-            cfg = LocaliserConfig.from_dict(json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8")))
-            net = LocaliserNet(cfg.width)
-            net.load_state_dict(load_file(str(folder / WEIGHTS_NAME), device="cpu"), strict=True)
-        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-            raise ModelLoadError(f"joint localiser in {folder} cannot be loaded ({type(exc).__name__}: {exc}); "
-                                 "the folder must hold localiser.json and localiser.safetensors written by "
-                                 "JointLocaliser.save.", model_id=str(folder)) from exc
+        net, cfg = load_net(folder, FILES, LocaliserConfig.from_dict, lambda c: LocaliserNet(c.width))
         return cls(net, cfg)
