@@ -48,13 +48,16 @@ GRADE_COLOURS = {0: (34, 197, 94), 1: (163, 230, 53), 2: (245, 158, 11), 3: (239
 NOT_FOUND_COLOUR = (156, 163, 175)
 
 
-def draw_joint_boxes(image: Any, reading: Any, *, width: int | None = None) -> np.ndarray:
+def draw_joint_boxes(image: Any, reading: Any, *, width: int | None = None, canvas: np.ndarray | None = None
+                     ) -> np.ndarray:
     """The image (anything :func:`as_ai.load_radiograph` reads) as uint8 RGB H x W x 3 with both sacroiliac joints'
     boxes drawn, coloured by grade (green 0 .. dark red 4; grey when the joint was not found plausibly), and a
     label per box: the patient's side, grade, its probability and the localiser's confidence.
 
     ``reading`` is a :class:`~as_ai.joints.JointReading` or its ``to_dict()``, or a Diagnosis (or its
     ``to_dict()``) that carries one in ``sides``. For the Space and reports; the boxes are in the image's own pixels, so nothing is resized.
+    ``canvas``: an RGB uint8 picture of the same image to draw on instead (a heatmap overlay, possibly shrunk;
+    the boxes are scaled to it).
 
     Raises:
         InvalidImageError: the image cannot be read.
@@ -73,14 +76,21 @@ def draw_joint_boxes(image: Any, reading: Any, *, width: int | None = None) -> n
                          "(Diagnoser.attach_joint_reader)")
     sides = reading["sides"].values() if isinstance(reading, Mapping) else [s.to_dict() for s in reading.sides]
     rg = load_radiograph(image)
-    grey = (np.asarray(rg.pixels) * 255.0 + 0.5).astype(np.uint8)
-    im = Image.fromarray(grey).convert("RGB")
+    scale = 1.0
+    if canvas is not None:
+        canvas = np.asarray(canvas)
+        if canvas.dtype != np.uint8 or canvas.ndim != 3 or canvas.shape[2] != 3:
+            raise ValueError(f"canvas must be an RGB uint8 H x W x 3 array, got {canvas.dtype} {canvas.shape}")
+        scale = canvas.shape[0] / rg.shape[0]
+        im = Image.fromarray(canvas)
+    else:
+        im = Image.fromarray((np.asarray(rg.pixels) * 255.0 + 0.5).astype(np.uint8)).convert("RGB")
     draw = ImageDraw.Draw(im)
-    h, w = rg.shape
+    h, w = im.height, im.width
     lw = int(width or max(2, round(min(h, w) / 256)))
     font = ImageFont.load_default(size=max(10, int(min(h, w) / 40)))
     for s in sides:
-        x0, y0, x1, y1 = (float(v) for v in s["box"])
+        x0, y0, x1, y1 = (float(v) * scale for v in s["box"])
         colour = GRADE_COLOURS.get(int(s["grade"]), NOT_FOUND_COLOUR) if s["found"] else NOT_FOUND_COLOUR
         draw.rectangle([x0, y0, x1, y1], outline=colour, width=lw)
         p = float(s["probabilities"][int(s["grade"])])

@@ -3,7 +3,8 @@
 A refactor may move code anywhere; it must not change what a user gets. ``tests/data/bundled_outputs.json``
 holds the outputs of the bundled diagnosis and triage models on fixed inputs (phantom radiographs as
 16-bit PNG bytes and as float arrays, a simulated phone photo, one patient), written by
-``python tests/test_bundled_outputs.py --write`` from the code of 2026-12-07 (as-ai main fd1b2bb).
+``python tests/test_bundled_outputs.py --write`` from the code of 2026-12-08 (re-pinned when the bundled diagnosis
+model began reading both joints through its cross-view rule; before that, 2026-12-07, as-ai main fd1b2bb).
 Rewrite it only when a change of outputs is intended, and say so in the commit.
 """
 from __future__ import annotations
@@ -68,7 +69,8 @@ def current_outputs() -> dict[str, object]:
     for name, src in _inputs().items():
         r = d(src)
         out[name] = {"label": r.label, "probability": r.probability, "members": dict(r.members),
-                     "spread": r.spread, "gate_score": r.check.score, "reasons": list(r.check.reasons)}
+                     "spread": r.spread, "gate_score": r.check.score, "reasons": list(r.check.reasons),
+                     "sides": None if r.sides is None else r.sides.to_dict()}
     png = _inputs()["png16_seed1"]
     cam = ex.gradcam(d, png)
     out["gradcam_seed1"] = {"probability": cam.probability, "sum": float(cam.heatmap.sum()),

@@ -36,12 +36,25 @@ CASES = [(101, (0, 0), "B"), (102, (3, 2), "B"), (103, (1, 0), "C"), (104, (2, 3
 
 
 @pytest.fixture(scope="module")
-def model() -> Diagnoser:
+def bundled() -> Diagnoser:
+    """The bundled model as a user gets it: the whole image and both joints."""
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return Diagnoser.from_pretrained(ROOT / "as_ai" / "demo_models" / "diagnosis")
+
+
+@pytest.fixture(scope="module")
+def model() -> Diagnoser:
+    """The bundled model's whole-image reading (joint reader detached): the contract of the model's own view.
+    The joint reader's reading of the same entry points is pinned by
+    :func:`test_every_entry_point_gives_the_same_joint_reading`."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Diagnoser.from_pretrained(ROOT / "as_ai" / "demo_models" / "diagnosis").attach_joint_reader(None)
 
 
 @pytest.fixture(scope="module")
@@ -169,11 +182,29 @@ def test_every_entry_point_gives_the_same_reading(model, phantoms, tmp_path):
             assert abs(p - base) <= TOLERANCE, f"case {k}, {name}: P(AS) {p:.3f} against {base:.3f}"
 
 
-def test_a_raw_12_bit_array_no_longer_reads_as_a_confident_non_as(model, phantoms):
+def test_every_entry_point_gives_the_same_joint_reading(bundled, phantoms, tmp_path):
+    """Both joints read alike from every export: P(mNY) within the tolerance, each grade within one, and a joint
+    found from one entry point found from all (unless its localiser confidence lies within 0.05 of the
+    threshold, where an 8-bit rounding may tip it)."""
+    reader = bundled.joint_reader
+    assert reader is not None, "the bundled diagnosis model names a joint reader"
+    for k, (stored, bits, photometric) in enumerate(phantoms):
+        entries = _entry_points(stored, bits, photometric, tmp_path)
+        base = reader(entries.pop("float32 [0, 1]"))
+        for name, src in entries.items():
+            r = reader(src)
+            assert abs(r.mny_probability - base.mny_probability) <= TOLERANCE, f"case {k}, {name}: P(mNY)"
+            for a, b in zip(r.sides, base.sides):
+                assert abs(a.grade - b.grade) <= 1, f"case {k}, {name}, {a.side}: grade {a.grade} vs {b.grade}"
+                if abs(b.confidence - reader.min_confidence) > 0.05:
+                    assert a.found == b.found, f"case {k}, {name}, {a.side}: found {a.found} vs {b.found}"
+
+
+def test_a_raw_12_bit_array_no_longer_reads_as_a_confident_non_as(bundled, phantoms):
     """The round-1 fault: 0-4095 divided by 65535 read every AS phantom as non-AS, with no warning."""
     as_cases = [(s, b) for (s, b, _), (_, grades, _) in zip(phantoms, CASES) if max(grades) >= 3]
     for stored, bits in as_cases:
-        d = model(stored)
+        d = bundled(stored)
         assert d.label == "AS" and d.image["bits_stored"] == bits
         assert any("bits stored inferred" in r for r in d.check.reasons)
 

@@ -104,7 +104,8 @@ def test_repo_config_round_trips_the_demo_byte_for_byte():
     cfg = json.loads(text)
     repo = DiagnosisRepoConfig.from_json(cfg, model_id="demo")
     assert [m.name for m in repo.members] == [m["name"] for m in cfg["members"]]
-    assert repo.extra == {"photo_input": cfg["photo_input"]} and repo.input_gate == cfg["input_gate"]
+    assert repo.extra == {k: cfg[k] for k in ("photo_input", "joint_reader", "cross_view")}
+    assert repo.input_gate == cfg["input_gate"]
     again = {**repo.to_json(), "files": cfg["files"]}
     assert json.dumps(again, indent=2) + "\n" == text
 

@@ -86,7 +86,8 @@ def test_radiograph_tab_shows_the_library_result(handlers, models, examples):
         assert f"{100 * expected.probability:.0f} %" in finding
         assert f"{expected.threshold:.3f}" in finding
         for name, p in expected.members.items():
-            assert f"| {name} | {p:.3f} |" in members
+            row = f"| {name} | {p:.3f} |" if name != "joints" else f"from both sides | {p:.3f} |"
+            assert row in members
         assert f"{expected.spread:.3f}" in members
     assert check.startswith("**Input check:**")
     assert to_triage["visible"] == (expected.label == "AS")
@@ -96,6 +97,32 @@ def test_radiograph_tab_shows_the_library_result(handlers, models, examples):
         assert max(img.shape[:2]) <= 768
         assert "Grad-CAM" in heat["label"]
         assert result["explanation"]["method"] == "gradcam"
+
+
+def test_both_joints_are_graded_and_drawn(handlers, models, examples):
+    """The bundled model reads the joints: their grades are listed and their boxes drawn on the picture."""
+    path = examples[0][0]
+    expected = models.diagnoser(path)
+    assert expected.sides is not None, "the bundled diagnosis model names a joint reader"
+    _, members, _, heat, result, _ = handlers.diagnose(path, "None", progress=None)
+    assert set(result["sides"]["sides"]) == {"left", "right"}
+    if expected.label != "indeterminate":
+        for s in expected.sides.sides:
+            want = f"| {s.side} | {s.grade} ({100 * s.probabilities[s.grade]:.0f} %) | {s.confidence:.2f} |" \
+                if s.found else f"| {s.side} | not found |"
+            assert want in members
+    img = heat["value"]
+    assert img is not None and img.dtype == np.uint8 and img.ndim == 3
+    assert "joint" in heat["label"]
+    from as_ai.plots import GRADE_COLOURS
+
+    colours = {GRADE_COLOURS[s.grade] for s in expected.sides.sides if s.found}
+    flat = img.reshape(-1, 3)
+    for c in colours:   # each found joint's box is outlined in its grade's colour
+        assert (np.abs(flat.astype(int) - np.array(c)).sum(1) == 0).any()
+    if models.explain_available and expected.label != "indeterminate":
+        cam = handlers.diagnose(path, "Grad-CAM (fast)", progress=None)[3]
+        assert "Grad-CAM" in cam["label"] and "joint boxes" in cam["label"]
 
 
 def test_triage_button_follows_the_finding(handlers, examples):

@@ -19,7 +19,7 @@ import as_ai
 from as_ai.errors import AsAiError, InvalidImageError, InvalidPatientError
 
 from .models import Models
-from .render import (HEATMAP_LABELS, check_text, finding_text, members_text, overlay, risk_plot, risk_text,
+from .render import (HEATMAP_LABELS, check_text, finding_text, joints_picture, members_text, overlay, risk_plot, risk_text,
                      scores_text)
 from .settings import EXPLAIN_CHOICES
 
@@ -115,6 +115,9 @@ class Handlers:
                 where = ", on the radiograph cut out of the photo"
             heat = gr.update(value=overlay(base, e.heatmap, signed=e.method != "gradcam"),
                             label=HEATMAP_LABELS.get(e.method, e.method) + f" ({e.seconds:.1f} s{where})")
+        if d.sides is not None and d.label != "indeterminate":   # both joints' boxes and grades, on the heatmap
+            # or on the radiograph
+            heat = joints_picture(radiograph, d, heat)
         members = members_text(d) if d.label != "indeterminate" else ""
         return (finding_text(d), members, check_text(d, photo=photo), heat, d.to_dict(),
                 gr.update(visible=d.label == "AS"))

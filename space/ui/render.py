@@ -28,10 +28,46 @@ def finding_text(d: Any) -> str:
     return f"### {wording.headline(d)}\n{probability}\n\n{html.escape(d.finding)}"
 
 
+JOINTS_MEMBER = "joints"   # as_ai.cross_view.JOINTS: the joint reader among the members
+
+
 def members_text(d: Any) -> str:
-    """The ensemble members' own probabilities and their spread, as a small table."""
-    rows = "\n".join(f"| {html.escape(str(n))} | {p:.3f} |" for n, p in d.members.items())
-    return f"| ensemble member | P(AS), uncalibrated |\n|---|---|\n{rows}\n\n{wording.spread_sentence(d)}"
+    """The ensemble members' own probabilities and their spread, as a small table; with a joint reader, both
+    sacroiliac joints' grades below it."""
+    rows = "\n".join(f"| {html.escape(str(n))} | {p:.3f} |" for n, p in d.members.items() if n != JOINTS_MEMBER)
+    if JOINTS_MEMBER in d.members:
+        rows += f"\n| joint reader: P(modified New York) from both sides | {d.members[JOINTS_MEMBER]:.3f} |"
+    text = f"| ensemble member | P(AS), uncalibrated |\n|---|---|\n{rows}\n\n{wording.spread_sentence(d)}"
+    return text if d.sides is None else f"{text}\n\n{sides_text(d.sides)}"
+
+
+def sides_text(reading: Any) -> str:
+    """Both sacroiliac joints as the joint reader graded them (the patient's sides), as a small table."""
+    rows = []
+    for s in reading.sides:
+        grade = f"{s.grade} ({100 * s.probabilities[s.grade]:.0f} %)" if s.found else "not found"
+        rows.append(f"| {s.side} | {grade} | {s.confidence:.2f} |")
+    return ("| sacroiliac joint (patient's side) | grade 0-4 (its probability) | localiser confidence |\n"
+            "|---|---|---|\n" + "\n".join(rows))
+
+
+def joints_picture(radiograph: Any, d: Any, heat: dict[str, Any]) -> dict[str, Any]:
+    """The heatmap update ``heat`` with both joints' boxes and grades drawn on it (on the radiograph itself when
+    no heatmap was made). Boxes are in the radiograph's pixels; a heatmap drawn on a photo's cut-out is left
+    alone, since its pixels are not the photo's."""
+    import gradio as gr
+
+    from as_ai.plots import draw_joint_boxes
+
+    value = heat.get("value")
+    label = heat.get("label", "")
+    if value is None:
+        shown = overlay(radiograph.pixels, np.zeros(radiograph.shape, np.float32))   # the page's size, no heat
+        return gr.update(value=draw_joint_boxes(radiograph, d, canvas=shown),
+                         label="Both sacroiliac joints: boxes and grades (no heatmap asked for)")
+    if "cut out of the photo" in label:
+        return heat
+    return gr.update(value=draw_joint_boxes(radiograph, d, canvas=value), label=f"{label}; joint boxes and grades")
 
 
 def check_text(d: Any, *, photo: bool = False) -> str:

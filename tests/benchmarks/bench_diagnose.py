@@ -176,3 +176,39 @@ def test_peak_rss_of_one_diagnosis(pngs, record):
     assert max(diag) > max(base) > 0
     record("peak_rss_mb_diagnose", max(diag), "MiB", baseline=max(base), ratio_is="value/baseline",
            baseline_is="fresh process that only imports as_ai and torch")
+
+
+@pytest.fixture(scope="module")
+def phantom_pngs(tmp_path_factory) -> dict[int, Path]:
+    """One phantom pelvis per size (16-bit PNG), so that the joint reader finds and grades real joints."""
+    from as_ai.synthetic import pelvis
+
+    folder = tmp_path_factory.mktemp("phantoms")
+    out = {}
+    for size in (512, 2000):
+        ph = pelvis.render(29, (3, 2), center="C", size=size)
+        top = 2 ** int(ph.meta.get("bits_stored", 16)) - 1
+        out[size] = folder / f"pelvis{size}.png"
+        Image.fromarray((ph.image.astype(np.float64) * 65535 / top).astype(np.uint16)).save(out[size])
+    return out
+
+
+def test_joint_reader_latency(diagnoser, phantom_pngs, record):
+    """``diagnose()`` reading both views (the joint reader on worker threads during the forward pass, then the
+    cross-view rule) against the same model with the reader detached: issue #20's goal is <= 1.5x."""
+    if diagnoser.joint_reader is None:
+        pytest.skip("the bundled diagnosis model names no joint reader")
+    reader = diagnoser.joint_reader
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = Diagnoser.from_pretrained(hub.default_model_id("diagnosis")).attach_joint_reader(None)
+    for size, path in phantom_pngs.items():
+        t = _timed({"without": lambda: plain(path), "with": lambda: diagnoser(path)}, 9)
+        r = diagnoser(path)
+        assert r.sides is not None and "joints" in r.members
+        print(f"\n[{size}x{size} phantom PNG] diagnose() whole image only {t['without'] * 1e3:.0f} ms | with the "
+              f"joint reader and the cross-view rule {t['with'] * 1e3:.0f} ms ({t['with'] / t['without']:.2f}x)")
+        record(f"diagnose_with_joints_ms_{size}px", t["with"] * 1e3, "ms", baseline=t["without"] * 1e3,
+               ratio=t["with"] / t["without"], ratio_is="value/baseline (goal <= 1.5)",
+               baseline_is="the same diagnosis model with the joint reader detached")
+    assert diagnoser.joint_reader is reader
