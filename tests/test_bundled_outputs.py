@@ -54,6 +54,11 @@ def _patient(triager) -> dict[str, object]:
     return patient
 
 
+def _portable(sides: dict) -> dict:
+    """A joint reading with its reader named by content hash only (the folder differs between checkouts)."""
+    return {**sides, "model": str(sides.get("model", "")).rsplit("@", 1)[-1]}
+
+
 def current_outputs() -> dict[str, object]:
     """What the bundled models answer on the fixed inputs now."""
     from as_ai import explain as ex
@@ -70,7 +75,7 @@ def current_outputs() -> dict[str, object]:
         r = d(src)
         out[name] = {"label": r.label, "probability": r.probability, "members": dict(r.members),
                      "spread": r.spread, "gate_score": r.check.score, "reasons": list(r.check.reasons),
-                     "sides": None if r.sides is None else r.sides.to_dict()}
+                     "sides": None if r.sides is None else _portable(r.sides.to_dict())}
     png = _inputs()["png16_seed1"]
     cam = ex.gradcam(d, png)
     out["gradcam_seed1"] = {"probability": cam.probability, "sum": float(cam.heatmap.sum()),
