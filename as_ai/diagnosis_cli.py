@@ -23,12 +23,12 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from .result import SIDE_COLUMNS as RESULT_SIDE_COLUMNS, side_columns
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".dcm", ".dicom"}
 BASE_COLUMNS = ["file", "label", "probability", "threshold", "spread", "in_distribution", "gate_score",
                 "finding", "reasons", "model", "error"]
-SIDE_COLUMNS = [f"sij_{side}_{k}" for side in ("left", "right")
-                for k in ("found", "confidence", "grade", *(f"p{g}" for g in range(5)), "x0", "y0", "x1", "y1")
-                ] + ["mny_probability"]   # written when a joint reader is configured (--joints or the model's own)
+SIDE_COLUMNS = list(RESULT_SIDE_COLUMNS)   # written when a joint reader is configured (--joints or the model's own)
 
 
 def add_diagnose_command(sub: argparse._SubParsersAction) -> None:
@@ -192,13 +192,17 @@ def _row(file: str, d: Any) -> dict[str, Any]:
             "reasons": " | ".join(d.check.reasons), "model": d.model, "error": ""}
     flat.update({f"member_{n}": f"{p:.6f}" for n, p in d.members.items()})
     if getattr(d, "sides", None) is not None:
-        for s in d.sides.sides:
-            flat.update({f"sij_{s.side}_found": s.found, f"sij_{s.side}_confidence": f"{s.confidence:.4f}",
-                         f"sij_{s.side}_grade": s.grade,
-                         **{f"sij_{s.side}_p{g}": f"{p:.6f}" for g, p in enumerate(s.probabilities)},
-                         **{f"sij_{s.side}_{k}": f"{v:.1f}" for k, v in zip(("x0", "y0", "x1", "y1"), s.box)}})
-        flat["mny_probability"] = f"{d.sides.mny_probability:.6f}"
+        flat.update({k: _csv_value(k, v) for k, v in side_columns(d.sides).items()})
     return {"json": j, "flat": flat}
+
+
+def _csv_value(column: str, v: Any) -> Any:
+    """A side column as the CSV writes it: flags and grades as they are, box corners to 0.1 px, the localiser's
+    confidence to 4 decimals, probabilities to 6."""
+    if isinstance(v, (bool, int)):
+        return v
+    digits = 1 if column[-2:] in ("x0", "y0", "x1", "y1") else 4 if column.endswith("_confidence") else 6
+    return f"{v:.{digits}f}"
 
 
 def _error_row(file: str, exc: Exception) -> dict[str, Any]:

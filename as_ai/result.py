@@ -8,7 +8,9 @@ provenance; ``to_dict()`` is its JSON form. Its clinician-facing sentence comes 
 ``Diagnosis.members`` holds each member's **own** softmax P(AS), before the ensemble calibration
 (the calibration is fitted on the combined probability, so it does not apply to single members);
 ``spread`` is the standard deviation of those member probabilities. ``probability`` is the combined
-(mean or AUC-weighted mean) member probability mapped through the calibration.
+(mean or AUC-weighted mean) member probability mapped through the calibration, or, when the model has a
+cross-view rule and a joint reader, that rule's (:mod:`as_ai.cross_view`). :func:`side_columns` flattens a
+diagnosis' ``sides`` into the columns the CLI's CSV and ``train.evaluate``'s predictions share.
 """
 from __future__ import annotations
 
@@ -20,8 +22,10 @@ from . import wording
 from .quality import InputCheck
 
 INDETERMINATE = "indeterminate"
+SIDE_FIELDS = ("found", "confidence", "grade", *(f"p{g}" for g in range(5)), "x0", "y0", "x1", "y1")
+SIDE_COLUMNS = tuple(f"sij_{side}_{k}" for side in ("left", "right") for k in SIDE_FIELDS) + ("mny_probability",)
 
-__all__ = ["Diagnosis", "INDETERMINATE", "with_sides"]
+__all__ = ["Diagnosis", "INDETERMINATE", "with_sides", "side_columns", "SIDE_COLUMNS"]
 
 
 @dataclass(frozen=True)
@@ -99,3 +103,14 @@ def with_sides(d: Diagnosis, reading: Any) -> Diagnosis:
         return dataclasses.replace(d, sides=reading)
     check = dataclasses.replace(d.check, in_distribution=False, reasons=[*d.check.reasons, *reading.reasons])
     return dataclasses.replace(d, sides=reading, label=INDETERMINATE, check=check)
+
+
+def side_columns(reading: Any) -> dict[str, Any]:
+    """A :class:`~as_ai.joints.JointReading` as :data:`SIDE_COLUMNS` values, unformatted (``found`` a bool,
+    ``grade`` an int, the rest floats; box corners in the image's pixels)."""
+    out: dict[str, Any] = {}
+    for s in reading.sides:
+        values = (bool(s.found), float(s.confidence), int(s.grade), *map(float, s.probabilities), *map(float, s.box))
+        out.update({f"sij_{s.side}_{k}": v for k, v in zip(SIDE_FIELDS, values)})
+    out["mny_probability"] = float(reading.mny_probability)
+    return out

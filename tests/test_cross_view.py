@@ -222,7 +222,7 @@ def test_choose_rule_prefers_what_cross_validation_finds_and_thresholds_it():
     joints = _sigmoid(3.0 * (2 * y - 1) + rng.normal(0, 1.0, 300))          # the informative view
     image = _sigmoid(0.8 * (2 * y - 1)[:, None] + rng.normal(0, 1.5, (300, 2)))  # weak, correlated members
     fit = Predictions(("a", "b", JOINTS), np.column_stack([image, joints]), y, np.zeros(300, bool), np.zeros(300, int),
-                      np.arange(300) % 150)   # two reads of each of 150 phantoms
+                      np.arange(300) % 150, np.zeros(300))   # two reads of each of 150 phantoms
     rule, cv = choose_rule(fit)
     assert cv["chosen"] == rule.rule and set(cv["rules"]) == {"mean", "auc_weighted", "stacking"}
     best = max(v["auc"] for v in cv["rules"].values())

@@ -17,11 +17,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from as_ai.result import SIDE_COLUMNS as READING_COLUMNS, side_columns
+
 SIDES = ("left", "right")   # the patient's; as train/_joints_eval.SIDES (imported lazily: it brings torch)
 _COORDS = ("x0", "y0", "x1", "y1")
-SIDE_COLUMNS: tuple[str, ...] = tuple(
-    f"sij_{s}_{k}" for s in SIDES for k in ("found", "confidence", "grade", *(f"p{g}" for g in range(5)), *_COORDS)
-) + ("mny_probability", "image_h", "image_w")
+SIDE_COLUMNS: tuple[str, ...] = (*READING_COLUMNS, "image_h", "image_w")   # the CLI's, and the image's size
 READER_COLUMN = "joint_reader"        # the reader's provenance, per row of predictions.csv (the cache's key)
 PHONE_SETS = (("phone_levels_1_3", lambda lv: lv <= 3), ("phone_level_4", lambda lv: lv == 4))
 
@@ -61,13 +61,7 @@ def reading_columns(diagnosis: Any) -> dict[str, Any]:
     reading = getattr(diagnosis, "sides", None)
     if reading is None:
         return {}
-    out: dict[str, Any] = {}
-    for s in reading.sides:
-        out.update({f"sij_{s.side}_found": bool(s.found), f"sij_{s.side}_confidence": float(s.confidence),
-                    f"sij_{s.side}_grade": int(s.grade),
-                    **{f"sij_{s.side}_p{g}": float(p) for g, p in enumerate(s.probabilities)},
-                    **{f"sij_{s.side}_{k}": float(v) for k, v in zip(_COORDS, s.box)}})
-    out["mny_probability"] = float(reading.mny_probability)
+    out = side_columns(reading)
     h, w = (list(getattr(diagnosis, "image", {}).get("size") or []) + [np.nan, np.nan])[:2]
     out["image_h"], out["image_w"] = float(h), float(w)
     return out

@@ -2,7 +2,8 @@
 
 :func:`render_card` writes a model repository's ``README.md`` from ``model_cards/diagnosis.md`` (Jinja2) and
 its ``as_ai.json``; training (``train/diagnosis.py``) and the tools that change a trained model afterwards
-(``train/intensity.py``, ``train/input_gate.py``) all render it so. :func:`training_record` is
+(``train/intensity.py``, ``train/input_gate.py``, ``train/cross_view.py``) all render it so; :func:`update_repo`
+changes entries of a trained model's ``as_ai.json`` and re-renders its card. :func:`training_record` is
 ``as_ai.json``'s ``training`` entry: the config, the command, the data's checksum and manifest, the git
 commit, package versions, device, notes and timings.
 """
@@ -36,6 +37,18 @@ def render_card(config: dict[str, Any]) -> str:
 
     return env.get_template("diagnosis.md").render(cfg=config, m=config.get("metrics", {}),
                                                    t=config.get("training", {}), softness_rise=SOFTNESS_CAUTION_RISE)
+
+
+def update_repo(model_dir: Path, edit: Any) -> dict[str, Any]:
+    """Change a trained model's ``as_ai.json`` in place (``edit(config)`` mutates it; weights and checksums are
+    left as they are) and re-render its card, when training rendered one. Returns the new config."""
+    path = Path(model_dir) / "as_ai.json"
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+    edit(cfg)
+    path.write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+    if (Path(model_dir) / "README.md").is_file() and "training" in cfg:
+        (Path(model_dir) / "README.md").write_text(render_card(cfg), encoding="utf-8")
+    return cfg
 
 
 def training_record(cfg: TrainConfig, *, config_file: str, argv: Sequence[str], data_dir: Path, device: str,

@@ -61,22 +61,23 @@ class Predictions:
     indeterminate: np.ndarray
     level: np.ndarray      # phone capture level per image (0: a file)
     group: np.ndarray      # the phantom each image shows (its row in the set's metadata.csv)
+    whole: np.ndarray      # the model's own probability without the rule: the whole-image ensemble's
 
     def save(self, path: Path) -> None:
         np.savez(path, names=np.array(self.names), probs=self.probs, y=self.y, indeterminate=self.indeterminate,
-                 level=self.level, group=self.group)
+                 level=self.level, group=self.group, whole=self.whole)
 
     @classmethod
     def load(cls, path: Path) -> "Predictions":
         z = np.load(path, allow_pickle=False)
         return cls(tuple(str(n) for n in z["names"]), z["probs"], z["y"], z["indeterminate"], z["level"],
-                   z["group"])
+                   z["group"], z["whole"])
 
     @classmethod
     def joined(cls, parts: Sequence["Predictions"]) -> "Predictions":
         """Several reads of the same phantoms as one fit set (groups kept, so CV keeps a phantom in one fold)."""
         return cls(parts[0].names, *(np.concatenate([getattr(p, k) for p in parts])
-                                     for k in ("probs", "y", "indeterminate", "level", "group")))
+                                     for k in ("probs", "y", "indeterminate", "level", "group", "whole")))
 
 
 def read_set(diagnoser: Any, folder: Path, cache: Path) -> Predictions:
@@ -86,14 +87,18 @@ def read_set(diagnoser: Any, folder: Path, cache: Path) -> Predictions:
     from as_ai.cross_view import JOINTS
 
     if cache.is_file():
-        return Predictions.load(cache)
+        try:
+            return Predictions.load(cache)
+        except KeyError:   # written by an earlier version of this script: read the set again
+            pass
     meta = pd.read_csv(folder / "metadata.csv")
     results = diagnoser.diagnose_batch([folder / f for f in meta["file_name"]], batch_size=16, progress=True)
     names = (*diagnoser.ensemble.names, JOINTS)
     probs = np.array([[d.members[n] for n in diagnoser.ensemble.names] + [d.sides.mny_probability] for d in results])
     level = meta["phone_level"].to_numpy(int) if "phone_level" in meta else np.zeros(len(meta), int)
     p = Predictions(names, probs, (meta["true_label"] == "AS").to_numpy(int),
-                    np.array([d.label == "indeterminate" for d in results]), level, np.arange(len(meta)))
+                    np.array([d.label == "indeterminate" for d in results]), level, np.arange(len(meta)),
+                    np.array([d.probability for d in results]))
     p.save(cache)
     return p
 
@@ -228,14 +233,15 @@ def choose_rule(fit: Predictions) -> tuple[Any, dict[str, Any]]:
 
 
 # -------------------------------------------------------------------------------------------- measuring
-def evaluate(rule: Any, today: Any, p: Predictions) -> dict[str, Any]:
-    """The cross-view ensemble on one set against every member and today's whole-image ensemble."""
+def evaluate(rule: Any, threshold: float, p: Predictions) -> dict[str, Any]:
+    """The cross-view ensemble on one set against every member and the whole-image ensemble (at ``threshold``,
+    its own)."""
     from scipy.stats import spearmanr
 
     from as_ai.metrics import auc_ci, binary_report, delong_test
 
     combined = rule.probability(p.probs[:, :-1], p.probs[:, -1])
-    whole = today(p.probs[:, :-1])
+    whole = p.whole
     members = {n: float(auc_ci(p.y, p.probs[:, j])[1]) for j, n in enumerate(p.names)}
     best = max(members, key=members.get)
     report = binary_report(p.y, combined, rule.threshold).to_dict()
@@ -248,53 +254,38 @@ def evaluate(rule: Any, today: Any, p: Predictions) -> dict[str, Any]:
     return {"n": int(len(p.y)), "n_indeterminate": int(p.indeterminate.sum()), "cross_view": report,
             **accepted(rule, p),
             "auc_ci": [float(v) for v in auc_ci(p.y, combined)[::2]], "members_auc": members, "best_member": best,
-            "vs_best_member": vs(p.probs[:, p.names.index(best)]), "whole_image": binary_report(p.y, whole, today.threshold).to_dict(),
+            "vs_best_member": vs(p.probs[:, p.names.index(best)]), "whole_image": binary_report(p.y, whole, threshold).to_dict(),
             "vs_whole_image": vs(whole), "spearman": pairs}
 
 
-def by_level(rule: Any, today: Any, p: Predictions) -> dict[str, Any]:
-    """AUC of the cross-view and whole-image ensembles on phone photos, per capture level."""
+def _auc(y: np.ndarray, prob: np.ndarray) -> float | None:
+    """The AUC, or None with fewer than two cases of a class (too few to compare)."""
     from as_ai.metrics import auc_ci
 
+    return float(auc_ci(y, prob)[1]) if min(int(y.sum()), int((1 - y).sum())) >= 2 else None
+
+
+def by_level(rule: Any, p: Predictions) -> dict[str, Any]:
+    """AUC of the cross-view and whole-image ensembles on phone photos, per capture level (levels with too few
+    cases of a class for an AUC are left out)."""
     out = {}
     for lv in sorted(set(p.level.tolist())):
         m = p.level == lv
-        if min(int(p.y[m].sum()), int((1 - p.y[m]).sum())) < 2:   # an AUC needs two cases of each class
+        if _auc(p.y[m], p.whole[m]) is None:
             continue
         combined = rule.probability(p.probs[m, :-1], p.probs[m, -1])
         kept = ~p.indeterminate[m]
-        y_kept = p.y[m][kept]
-        out[str(lv)] = {"n": int(m.sum()),
-                        "cross_view_auc": float(auc_ci(p.y[m], combined)[1]),
-                        "whole_image_auc": float(auc_ci(p.y[m], today(p.probs[m, :-1]))[1]),
-                        "joints_auc": float(auc_ci(p.y[m], p.probs[m, -1])[1]),
-                        "accepted": float(kept.mean()),
-                        "cross_view_auc_accepted": (float(auc_ci(y_kept, combined[kept])[1])
-                                                    if min(int(y_kept.sum()), int((1 - y_kept).sum())) >= 2 else None)}
+        out[str(lv)] = {"n": int(m.sum()), "cross_view_auc": _auc(p.y[m], combined),
+                        "whole_image_auc": _auc(p.y[m], p.whole[m]), "joints_auc": _auc(p.y[m], p.probs[m, -1]),
+                        "accepted": float(kept.mean()), "cross_view_auc_accepted": _auc(p.y[m][kept], combined[kept])}
     return out
 
 
 def accepted(rule: Any, p: Predictions) -> dict[str, Any]:
     """The share of images the model did not abstain on, and the cross-view AUC on those."""
-    from as_ai.metrics import auc_ci
-
     kept = ~p.indeterminate
-    out: dict[str, Any] = {"accepted": float(kept.mean()), "auc_accepted": None}
-    if min(int(p.y[kept].sum()), int((1 - p.y[kept]).sum())) >= 2:
-        out["auc_accepted"] = float(auc_ci(p.y[kept], rule.probability(p.probs[kept, :-1], p.probs[kept, -1]))[1])
-    return out
-
-
-class WholeImage:
-    """Today's product probability from the members' own P(AS): the ensemble's weights and calibration."""
-
-    def __init__(self, diagnoser: Any) -> None:
-        weights = {m["name"]: float(m.get("weight", 1.0)) for m in diagnoser.config["members"]}
-        self.w = np.array([weights[n] for n in diagnoser.ensemble.names], dtype=np.float64)
-        self.calibration, self.threshold = diagnoser.calibration, diagnoser.threshold
-
-    def __call__(self, image_probs: np.ndarray) -> np.ndarray:
-        return self.calibration.apply(image_probs @ (self.w / self.w.sum()))
+    return {"accepted": float(kept.mean()),
+            "auc_accepted": _auc(p.y[kept], rule.probability(p.probs[kept, :-1], p.probs[kept, -1]))}
 
 
 # ------------------------------------------------------------------------------------------------- main
@@ -329,12 +320,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     rule, cv = choose_rule(preds["fit"])
-    today = WholeImage(diagnoser)
     cv["fit_views"] = views
-    metrics: dict[str, Any] = {"command": COMMAND, "data_commands": list(DATA_COMMANDS), "cv": cv, "external": evaluate(rule, today, preds["external"])}
+    metrics: dict[str, Any] = {"command": COMMAND, "data_commands": list(DATA_COMMANDS), "cv": cv, "external": evaluate(rule, diagnoser.threshold, preds["external"])}
     if "external_phone" in preds:
-        metrics["external_phone"] = {**evaluate(rule, today, preds["external_phone"]),
-                                     "by_level": by_level(rule, today, preds["external_phone"])}
+        metrics["external_phone"] = {**evaluate(rule, diagnoser.threshold, preds["external_phone"]),
+                                     "by_level": by_level(rule, preds["external_phone"])}
     rule = dataclasses.replace(rule, metrics=metrics)
     (args.out / "cross_view.json").write_text(json.dumps(rule.to_json(), indent=2) + "\n", encoding="utf-8")
     print(summary(rule))
@@ -371,15 +361,10 @@ def summary(rule: Any) -> str:
 
 
 def write_into(model: Path, rule: Any, reader: str) -> None:
-    """Put the rule and the reader's entry into ``model/as_ai.json`` (checksums kept) and re-render its card."""
-    from as_ai._repo_io import write_config
-    from train.cards import render_card
+    """Put the rule and the reader's entry into ``model/as_ai.json`` and re-render its card."""
+    from train.cards import update_repo
 
-    cfg = json.loads((model / "as_ai.json").read_text(encoding="utf-8"))
-    cfg["joint_reader"] = reader
-    cfg["cross_view"] = rule.to_json()
-    cfg = write_config(model, {k: v for k, v in cfg.items() if k != "files"}, hashed=list(cfg.get("files", {})))
-    (model / "README.md").write_text(render_card(cfg), encoding="utf-8")
+    update_repo(model, lambda cfg: cfg.update(joint_reader=reader, cross_view=rule.to_json()))
 
 
 if __name__ == "__main__":

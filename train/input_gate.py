@@ -124,8 +124,8 @@ def store_gate(model_dir: Path, gate) -> dict[str, Any]:
 
 def record_evaluation(model_dir: Path, report: dict[str, Any], *, command: str) -> None:
     """Keep the gate's headline measures in ``as_ai.json`` and re-render the model card with them."""
-    cfg_path = model_dir / CONFIG_NAME
-    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    from train.cards import update_repo
+
     summary: dict[str, Any] = {"command": command}
     for split in ("external", "external_phone"):
         if split in report:
@@ -135,12 +135,11 @@ def record_evaluation(model_dir: Path, report: dict[str, Any], *, command: str) 
         summary["ood_abstain_rate"] = report["ood"]["abstain_rate"]
         summary["ood_n"] = report["ood"]["n"]
         summary["ood_by_category"] = report["ood"]["by_category"]
-    cfg["input_gate"]["evaluation"] = summary
-    cfg_path.write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
-    if (model_dir / "README.md").is_file() and "training" in cfg:   # a card train/diagnosis.py rendered
-        from train.cards import render_card
 
-        (model_dir / "README.md").write_text(render_card(cfg), encoding="utf-8")
+    def keep(cfg: dict[str, Any]) -> None:
+        cfg["input_gate"]["evaluation"] = summary
+
+    update_repo(model_dir, keep)
 
 
 def evaluate(diagnoser, gate, data: Path, *, ood_variants: int = 4) -> dict[str, Any]:

@@ -107,17 +107,18 @@ class Handlers:
         except Exception as exc:  # noqa: BLE001 - never show a traceback to the user
             raise _unexpected(exc) from None
         heat = gr.update(value=None, label="Heatmap overlay (none asked for)")
+        cut_out = False   # the heatmap is drawn on the radiograph cut out of a photo, not on the photo's pixels
         if d.explanation is not None and d.label != "indeterminate":
             e = d.explanation
             base, where = radiograph.pixels, ""
-            if e.heatmap.shape != radiograph.shape:   # the model read the radiograph cut out of a photo
+            cut_out = e.heatmap.shape != radiograph.shape
+            if cut_out:
                 base = self.models.diagnoser.model_views([radiograph])[0].pixels
                 where = ", on the radiograph cut out of the photo"
             heat = gr.update(value=overlay(base, e.heatmap, signed=e.method != "gradcam"),
                             label=HEATMAP_LABELS.get(e.method, e.method) + f" ({e.seconds:.1f} s{where})")
-        if d.sides is not None and d.label != "indeterminate":   # both joints' boxes and grades, on the heatmap
-            # or on the radiograph
-            heat = joints_picture(radiograph, d, heat)
+        if d.sides is not None and d.label != "indeterminate" and not cut_out:
+            heat = joints_picture(radiograph, d, heat)   # the boxes are in the radiograph's own pixels
         members = members_text(d) if d.label != "indeterminate" else ""
         return (finding_text(d), members, check_text(d, photo=photo), heat, d.to_dict(),
                 gr.update(visible=d.label == "AS"))

@@ -52,22 +52,19 @@ def sides_text(reading: Any) -> str:
 
 
 def joints_picture(radiograph: Any, d: Any, heat: dict[str, Any]) -> dict[str, Any]:
-    """The heatmap update ``heat`` with both joints' boxes and grades drawn on it (on the radiograph itself when
-    no heatmap was made). Boxes are in the radiograph's pixels; a heatmap drawn on a photo's cut-out is left
-    alone, since its pixels are not the photo's."""
+    """The heatmap update ``heat`` with both joints' boxes and grades drawn on it, or on the radiograph itself
+    (shrunk for the page) when no heatmap was made. ``heat``'s picture must show the radiograph's own pixels."""
     import gradio as gr
 
     from as_ai.plots import draw_joint_boxes
 
     value = heat.get("value")
-    label = heat.get("label", "")
     if value is None:
-        shown = overlay(radiograph.pixels, np.zeros(radiograph.shape, np.float32))   # the page's size, no heat
-        return gr.update(value=draw_joint_boxes(radiograph, d, canvas=shown),
+        grey = (np.clip(for_page(radiograph.pixels), 0, 1) * 255).round().astype(np.uint8)
+        return gr.update(value=draw_joint_boxes(radiograph, d, canvas=np.repeat(grey[..., None], 3, axis=2)),
                          label="Both sacroiliac joints: boxes and grades (no heatmap asked for)")
-    if "cut out of the photo" in label:
-        return heat
-    return gr.update(value=draw_joint_boxes(radiograph, d, canvas=value), label=f"{label}; joint boxes and grades")
+    return gr.update(value=draw_joint_boxes(radiograph, d, canvas=value),
+                     label=f"{heat.get('label', '')}; joint boxes and grades")
 
 
 def check_text(d: Any, *, photo: bool = False) -> str:
@@ -88,6 +85,19 @@ def check_text(d: Any, *, photo: bool = False) -> str:
     return "\n".join(lines)
 
 
+def for_page(a: np.ndarray, max_side: int = 768) -> np.ndarray:
+    """An H x W float picture shrunk (bilinear) so that its longer side is at most ``max_side``; float32."""
+    from PIL import Image
+
+    a = np.asarray(a, dtype=np.float32)
+    h, w = a.shape
+    scale = min(1.0, max_side / max(h, w))
+    if scale >= 1.0:
+        return a
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(a).resize(size, Image.BILINEAR), dtype=np.float32)
+
+
 def overlay(image: np.ndarray, heatmap: np.ndarray, *, signed: bool = False, max_side: int = 768,
             alpha: float = 0.6) -> np.ndarray:
     """Blend an explanation heatmap over the grey radiograph for display; returns uint8 RGB.
@@ -96,16 +106,8 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, *, signed: bool = False, max
     yellow-red, more opaque where stronger; signed LIME maps (in [-1, 1]) in red where a region raises
     P(AS) and blue where it lowers it. Large images are shrunk to ``max_side`` for the page.
     """
-    from PIL import Image
-
-    img = np.asarray(image, dtype=np.float32)
-    h, w = img.shape
-    scale = min(1.0, max_side / max(h, w))
-    hm = np.nan_to_num(np.asarray(heatmap, dtype=np.float32))
-    if scale < 1.0:
-        size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        img = np.asarray(Image.fromarray(img).resize(size, Image.BILINEAR), dtype=np.float32)
-        hm = np.asarray(Image.fromarray(hm).resize(size, Image.BILINEAR), dtype=np.float32)
+    img = for_page(image, max_side)
+    hm = for_page(np.nan_to_num(np.asarray(heatmap, dtype=np.float32)), max_side)
     if signed:
         strength = np.clip(np.abs(hm), 0, 1)
         colour = np.where((hm >= 0)[..., None], np.array([0.86, 0.1, 0.1], np.float32),
